@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system programs the tests talk to, when they are missing and we are root.
+set -euo pipefail
+
+need=()
+command -v git >/dev/null || need+=(git)
+command -v git-lfs >/dev/null || need+=(git-lfs)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v chromium >/dev/null || need+=(chromium)
+command -v curl >/dev/null || need+=(curl)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing system packages: ${need[*]} (install them, or run make test as root)" >&2
+  exit 1
+fi
+echo "installing system packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,3 @@
+from opencodehub.cli import app
+
+app()

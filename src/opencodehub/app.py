@@ -1,0 +1,122 @@
+"""ASGI factory: builds the FastAPI app and mounts every domain's routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from opencodehub import __version__, ops
+from opencodehub.accounts import api as accounts_api
+from opencodehub.accounts import views as accounts_views
+from opencodehub.config import Settings, get_settings
+from opencodehub.core.errors import DOCS_URL, OCHError
+from opencodehub.core.logging import configure_logging
+from opencodehub.core.ratelimit import build_rate_limiter
+from opencodehub.db.engine import Database
+from opencodehub.git.http import GitHTTPMiddleware
+from opencodehub.repos import api as repos_api
+from opencodehub.web import errors as web_errors
+from opencodehub.web import views as web_views
+
+API_PREFIX = "/api/v3"
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith(API_PREFIX)
+
+
+async def _och_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OCHError)
+    if _is_api(request):
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+    return web_errors.render_error(request, exc.status_code, exc.message)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    if not _is_api(request):
+        return web_errors.render_error(request, 422, "The form could not be read.")
+    errors: list[dict[str, Any]] = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        errors.append(
+            {
+                "resource": "Request",
+                "field": ".".join(location) or "body",
+                "code": "missing_field" if error.get("type") == "missing" else "invalid",
+                "message": error.get("msg", ""),
+            }
+        )
+    if any(error.get("type") == "json_invalid" for error in exc.errors()):
+        return JSONResponse(
+            {"message": "Problems parsing JSON", "documentation_url": DOCS_URL}, 400
+        )
+    return JSONResponse(
+        {"message": "Validation Failed", "errors": errors, "documentation_url": DOCS_URL}, 422
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if _is_api(request):
+        message = exc.detail if isinstance(exc.detail, str) else "Error"
+        if exc.status_code == 404:
+            message = "Not Found"
+        return JSONResponse(
+            {"message": message, "documentation_url": DOCS_URL},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+    return web_errors.render_error(request, exc.status_code, str(exc.detail))
+
+
+def build_api_router() -> APIRouter:
+    router = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(accounts_api.enforce_rate_limit)]
+    )
+    router.include_router(accounts_api.router)
+    router.include_router(repos_api.router)
+    return router
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    database = database or Database(settings.effective_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="OpenCodeHub",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.rate_limiter = build_rate_limiter(settings.redis_url)
+
+    app.add_exception_handler(OCHError, _och_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    app.include_router(ops.router)
+    app.include_router(build_api_router())
+    web_views.mount(app)
+    app.include_router(accounts_views.router)
+
+    # Outermost first: request ids wrap everything; git's smart HTTP is answered before routing.
+    app.add_middleware(GitHTTPMiddleware, settings=settings, database=database)
+    app.add_middleware(ops.RequestContextMiddleware)
+    return app

@@ -1,0 +1,172 @@
+"""The `opencodehub` command: serve, ssh, worker, runner, migrate, admin, config, doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from opencodehub.config import Settings, get_settings
+
+app = typer.Typer(
+    help="OpenCodeHub: a self-hosted git forge.", no_args_is_help=True, add_completion=False
+)
+admin_app = typer.Typer(help="Administer users and tokens.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _database(settings: Settings):  # noqa: ANN202 - imported lazily to keep `--help` fast
+    from opencodehub.db.engine import Database
+
+    return Database(settings.effective_database_url)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the latest migration."""
+    from opencodehub.db import migrate as migrations
+
+    settings = get_settings()
+    database = _database(settings)
+    migrations.upgrade(database)
+    console.print(f"database at head: {', '.join(sorted(migrations.current_revisions(database)))}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (OCH_HTTP_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (OCH_HTTP_PORT).")] = None,
+    no_ssh: Annotated[bool, typer.Option("--no-ssh", help="Do not start the SSH server.")] = False,
+    skip_migrate: Annotated[
+        bool, typer.Option("--skip-migrate", help="Do not migrate the database first.")
+    ] = False,
+) -> None:
+    """Run the app (web UI, REST API, git over HTTP) and, in embedded mode, the SSH server."""
+    from opencodehub.serve import run_server
+
+    settings = get_settings()
+    overrides = {}
+    if host is not None:
+        overrides["http_host"] = host
+    if port is not None:
+        overrides["http_port"] = port
+    if no_ssh:
+        overrides["ssh_enabled"] = False
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    asyncio.run(run_server(settings, migrate=not skip_migrate))
+
+
+@app.command()
+def ssh() -> None:
+    """Run the SSH server alone (git over SSH on OCH_SSH_PORT)."""
+    from opencodehub.serve import run_ssh_only
+
+    asyncio.run(run_ssh_only(get_settings()))
+
+
+# admin ------------------------------------------------------------------------------------------
+
+
+@admin_app.command("create-user")
+def create_user(
+    name: Annotated[str, typer.Argument(help="Username.")],
+    email: Annotated[str, typer.Option(help="Primary email address.")],
+    password: Annotated[str, typer.Option(help="Password (at least 8 characters).")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user a site admin.")] = False,
+) -> None:
+    """Create a user account."""
+    from opencodehub.accounts import service as accounts
+    from opencodehub.core.errors import ValidationFailed
+
+    database = _database(get_settings())
+    try:
+        with database.session() as session:
+            user = accounts.create_user(
+                session, name, email, password, is_site_admin=admin, email_verified=True
+            )
+            console.print(f"created user {user.username} (id {user.id}){' [admin]' if admin else ''}")
+    except ValidationFailed as exc:
+        raise _fail(exc.describe()) from None
+
+
+@admin_app.command("create-token")
+def create_token(
+    name: Annotated[str, typer.Argument(help="Username the token belongs to.")],
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated scopes, e.g. repo,read:user.")
+    ] = "repo,user",
+    expires_days: Annotated[int | None, typer.Option(help="Days until it expires.")] = None,
+    note: Annotated[str, typer.Option(help="What the token is for.")] = "created by admin CLI",
+) -> None:
+    """Create a personal access token and print only the token on stdout."""
+    from opencodehub.accounts import service as accounts
+    from opencodehub.core.errors import ValidationFailed
+
+    database = _database(get_settings())
+    try:
+        with database.session() as session:
+            user = accounts.get_user(session, name)
+            if user is None:
+                raise _fail(f"no user named {name!r}")
+            scope_list = [scope.strip() for scope in scopes.split(",") if scope.strip()]
+            _, plaintext = accounts.create_token(session, user, note, scope_list, expires_days)
+    except ValidationFailed as exc:
+        raise _fail(exc.describe()) from None
+    typer.echo(plaintext)
+
+
+@admin_app.command("list-users")
+def list_users() -> None:
+    """List user accounts."""
+    from sqlalchemy import select
+
+    from opencodehub.accounts.models import AccountKind, User
+
+    database = _database(get_settings())
+    table = Table("id", "username", "email", "admin", "active", "created")
+    with database.session() as session:
+        for user in session.scalars(
+            select(User).where(User.kind == AccountKind.USER).order_by(User.id)
+        ):
+            table.add_row(
+                str(user.id),
+                user.username,
+                user.primary_email or "",
+                "yes" if user.is_site_admin else "",
+                "yes" if user.is_active else "no",
+                user.created_at.strftime("%Y-%m-%d"),
+            )
+    console.print(table)
+
+
+# config -----------------------------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the effective settings, secrets masked."""
+    values = get_settings().masked()
+    if as_json:
+        typer.echo(json.dumps(values, indent=2, default=str))
+        return
+    table = Table("setting", "value")
+    for key, value in sorted(values.items()):
+        table.add_row(f"OCH_{key.upper()}", str(value))
+    console.print(table)

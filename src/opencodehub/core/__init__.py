@@ -1,0 +1,1 @@
+"""Small shared pieces: errors, pagination, crypto, time. Nothing domain-specific lives here."""

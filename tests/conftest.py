@@ -1,0 +1,219 @@
+"""Shared fixtures.
+
+Every test that touches the database runs once per engine: SQLite, PostgreSQL and MariaDB (pick
+with `OCH_TEST_DATABASES=sqlite,postgresql,mysql`). Each engine gets a database of its own, created
+for the run and dropped after it; tables are emptied between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from fastapi.testclient import TestClient
+
+from opencodehub.accounts import service as accounts
+from opencodehub.accounts.models import User
+from opencodehub.app import create_app
+from opencodehub.config import Settings
+from opencodehub.db.base import Base
+from opencodehub.db.engine import Database
+from opencodehub.db.models import Base as _all_models  # noqa: F401 - completes the metadata
+
+ENGINES = [
+    name.strip()
+    for name in os.environ.get("OCH_TEST_DATABASES", "sqlite,postgresql,mysql").split(",")
+    if name.strip()
+]
+SERVER_URLS = {
+    "postgresql": os.environ.get("OCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"),
+    "mysql": os.environ.get("OCH_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306"),
+}
+OUTPUT_DIR = Path(os.environ.get("OCH_TEST_OUTPUT", Path(__file__).parent.parent / "test-output"))
+
+
+def _create_server_database(engine_name: str) -> tuple[str, Callable[[], None]]:
+    name = f"och_test_{uuid.uuid4().hex[:12]}"
+    server = SERVER_URLS[engine_name]
+    admin_db = "postgres" if engine_name == "postgresql" else "mysql"
+    admin = Database(f"{server}/{admin_db}", poolclass=sa.pool.NullPool)
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if engine_name == "postgresql":
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        else:
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+
+    def drop() -> None:
+        with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if engine_name == "postgresql":
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            else:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.dispose()
+
+    return f"{server}/{name}", drop
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A fresh, empty database on one engine, for the whole run."""
+    engine_name = request.param
+    if engine_name == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "och.db"
+        yield f"sqlite:///{path}"
+        return
+    url, drop = _create_server_database(engine_name)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture(scope="session")
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    Base.metadata.create_all(db.engine)
+    yield db
+    db.dispose()
+
+
+def _empty_tables(db: Database) -> None:
+    with db.engine.begin() as conn:
+        if db.dialect == "mysql":
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+        if db.dialect == "mysql":
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+
+
+@pytest.fixture
+def db(database: Database) -> Iterator[Database]:
+    """The engine's database, emptied after the test."""
+    try:
+        yield database
+    finally:
+        _empty_tables(database)
+
+
+@pytest.fixture
+def session(db: Database) -> Iterator[sa.orm.Session]:
+    with db.session() as s:
+        yield s
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(db: Database, data_dir: Path) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        database_url=db.url,
+        secret_key="test-secret-key-0123456789abcdef",
+        ssh_enabled=False,
+        http_port=free_port(),
+        ssh_port=free_port(),
+        _env_file=None,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database):
+    return create_app(settings, db)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://testserver") as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
+@pytest.fixture
+def live_server(settings: Settings, db: Database) -> Iterator[LiveServer]:
+    """The app on a real TCP port, for real clients (git, Chromium)."""
+    app = create_app(settings, db)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=settings.http_port, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("live server did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{settings.http_port}", settings, server, thread)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+# Factories -------------------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def make_user(db: Database) -> Callable[..., User]:
+    def make(
+        username: str = "alice", *, admin: bool = False, email: str | None = None
+    ) -> User:
+        with db.session() as s:
+            return accounts.create_user(
+                s,
+                username,
+                email or f"{username.lower()}@example.com",
+                PASSWORD,
+                is_site_admin=admin,
+                email_verified=True,
+            )
+
+    return make
+
+
+@pytest.fixture
+def make_token(db: Database) -> Callable[..., str]:
+    def make(user: User, scopes: list[str] | None = None, expires_days: int | None = None) -> str:
+        with db.session() as s:
+            owner = s.get(User, user.id)
+            assert owner is not None
+            _, plaintext = accounts.create_token(
+                s, owner, "test", scopes if scopes is not None else ["repo", "user"], expires_days
+            )
+            return plaintext
+
+    return make
+
+
+def auth_header(token: str) -> dict[str, str]:
+    return {"Authorization": f"token {token}"}
