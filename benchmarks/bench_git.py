@@ -34,8 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from genrepo import WORK_DIR, GeneratedRepo, RepoSpec, generate  # noqa: E402
-from peers import Peer, RssSampler, nginx_http_backend, sshd_git_shell  # noqa: E402
+from genrepo import WORK_DIR, GeneratedRepo, RepoSpec, generate
+from peers import Peer, RssSampler, nginx_http_backend, sshd_git_shell
 
 PushUrlFactory = Callable[[str], str]
 

@@ -366,8 +366,9 @@ def sshd_git_shell(root: Path, user: str = SSH_USER) -> Iterator[Peer]:
     try:
         client_key = prepare_sshd(workdir, port, user)
         cmd = ["/usr/sbin/sshd", "-D", "-e", "-f", str(workdir / "sshd_config")]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
-        wait_for_port(port, proc)
+        with (workdir / "sshd.log").open("ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=log)
+        wait_for_path(workdir / "sshd.pid", proc)  # written once sshd listens
         yield Peer(
             name="sshd+git-shell",
             root=root.resolve(),

@@ -19,6 +19,8 @@ from opencodehub.core.errors import DOCS_URL, OCHError
 from opencodehub.core.logging import configure_logging
 from opencodehub.core.ratelimit import build_rate_limiter
 from opencodehub.db.engine import Database
+from opencodehub.git import internal as git_internal
+from opencodehub.git import views as git_views
 from opencodehub.git.http import GitHTTPMiddleware
 from opencodehub.repos import api as repos_api
 from opencodehub.web import errors as web_errors
@@ -115,6 +117,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(build_api_router())
     web_views.mount(app)
     app.include_router(accounts_views.router)
+    app.include_router(git_internal.router)
+    app.include_router(git_views.router)
 
     # Outermost first: request ids wrap everything; git's smart HTTP is answered before routing.
     app.add_middleware(GitHTTPMiddleware, settings=settings, database=database)

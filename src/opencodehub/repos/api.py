@@ -4,4 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from opencodehub.repos import content_api
+
 router = APIRouter()
+router.include_router(content_api.router)
