@@ -78,6 +78,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         drop()
 
 
+@pytest.fixture(params=ENGINES)
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database with no tables, for tests of migrations and the CLI."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    url, drop = _create_server_database(request.param)
+    try:
+        yield url
+    finally:
+        drop()
+
+
 @pytest.fixture(scope="session")
 def database(database_url: str) -> Iterator[Database]:
     db = Database(database_url)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from opencodehub.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from opencodehub.db.engine import Database
 
 app = typer.Typer(
     help="OpenCodeHub: a self-hosted git forge.", no_args_is_help=True, add_completion=False
@@ -24,7 +27,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _database(settings: Settings):  # noqa: ANN202 - imported lazily to keep `--help` fast
+def _database(settings: Settings) -> Database:
+    # Imported here so that `--help` does not pay for SQLAlchemy and the drivers.
     from opencodehub.db.engine import Database
 
     return Database(settings.effective_database_url)
@@ -79,6 +83,22 @@ def ssh() -> None:
     asyncio.run(run_ssh_only(get_settings()))
 
 
+@app.command()
+def doctor() -> None:
+    """Check git, the database, Redis and storage, and print a table."""
+    from opencodehub.doctor import run_checks
+
+    checks = run_checks(get_settings())
+    table = Table("check", "status", "detail")
+    for check in checks:
+        table.add_row(
+            check.name, "[green]ok[/green]" if check.ok else "[red]FAIL[/red]", check.detail
+        )
+    console.print(table)
+    if not all(check.ok for check in checks):
+        raise typer.Exit(code=1)
+
+
 # admin ------------------------------------------------------------------------------------------
 
 
@@ -99,7 +119,9 @@ def create_user(
             user = accounts.create_user(
                 session, name, email, password, is_site_admin=admin, email_verified=True
             )
-            console.print(f"created user {user.username} (id {user.id}){' [admin]' if admin else ''}")
+            console.print(
+                f"created user {user.username} (id {user.id}){' [admin]' if admin else ''}"
+            )
     except ValidationFailed as exc:
         raise _fail(exc.describe()) from None
 

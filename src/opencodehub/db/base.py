@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import enum
+from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, Enum, Integer, MetaData
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
