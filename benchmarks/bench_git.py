@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -138,24 +139,29 @@ def clone_once(url: str, env: dict[str, str], dest: Path, bare: bool) -> None:
     run_git(["clone", "--quiet", *(["--bare"] if bare else []), url, str(dest)], env)
 
 
+def start_bare_clone(url: str, env: dict[str, str], dest: Path) -> subprocess.Popen[bytes]:
+    cmd = ["git", "clone", "--quiet", "--bare", url, str(dest)]
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+
+
 def concurrent_clones(url: str, env: dict[str, str], workdir: Path, clients: int) -> None:
     """Start `clients` bare clones at once and wait for all of them."""
     dests = [workdir / f"c{i}.git" for i in range(clients)]
     for dest in dests:
         shutil.rmtree(dest, ignore_errors=True)
-    procs = [
-        subprocess.Popen(
-            ["git", "clone", "--quiet", "--bare", url, str(dest)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for dest in dests
-    ]
-    failures = [p.stderr.read().decode() for p in procs if p.wait() != 0 and p.stderr]
-    for proc in procs:
-        if proc.stderr:
-            proc.stderr.close()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs += [start_bare_clone(url, env, dest) for dest in dests]
+        errors = [p.communicate()[1].decode() for p in procs]
+        failures = [err for p, err in zip(procs, errors, strict=True) if p.returncode != 0]
+    finally:
+        for proc in procs:  # on error or Ctrl-C: stop each client's process group
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     if failures:
         raise RuntimeError(f"{len(failures)}/{clients} concurrent clones failed: {failures[0]}")
 
@@ -237,12 +243,17 @@ class SuiteConfig:
     push_reps: int = 1
     push_source: Path | None = None  # None: skip push
     workdir: Path | None = None
+    only: frozenset[str] = frozenset()  # keys from BENCH_KEYS; empty: all
+
+
+BENCH_KEYS = ("ls-remote", "clone", "checkout", "concurrent", "push")
 
 
 @dataclass
 class Bench:
     """A named benchmark: `once(target)` measures one repetition on one target."""
 
+    key: str
     name: str
     once: Callable[[Target], Stats]
     reps: int
@@ -270,10 +281,10 @@ def suite_benchmarks(cfg: SuiteConfig) -> list[Bench]:
         )
 
     benches = [
-        Bench("ls-remote", ls_remote, cfg.ls_remote_reps),
-        Bench("clone --bare", clone_bare, cfg.clone_reps),
-        Bench("clone (checkout)", clone_checkout, cfg.checkout_reps),
-        Bench(f"{cfg.clients} concurrent clones", concurrent, cfg.concurrent_reps),
+        Bench("ls-remote", "ls-remote", ls_remote, cfg.ls_remote_reps),
+        Bench("clone", "clone --bare", clone_bare, cfg.clone_reps),
+        Bench("checkout", "clone (checkout)", clone_checkout, cfg.checkout_reps),
+        Bench("concurrent", f"{cfg.clients} concurrent clones", concurrent, cfg.concurrent_reps),
     ]
     if cfg.push_source is not None:
         source = cfg.push_source
@@ -283,8 +294,8 @@ def suite_benchmarks(cfg: SuiteConfig) -> list[Bench]:
             return time_push(source, t.make_push_url, t.client_env(), pids=t.pids)
 
         size = sum(f.stat().st_size for f in (source / "objects" / "pack").glob("*.pack"))
-        benches.append(Bench(f"push {size / 2**20:.0f} MB", push, cfg.push_reps, True))
-    return [b for b in benches if b.reps > 0]
+        benches.append(Bench("push", f"push {size / 2**20:.0f} MB", push, cfg.push_reps, True))
+    return [b for b in benches if b.reps > 0 and (not cfg.only or b.key in cfg.only)]
 
 
 def run_suite(
@@ -375,12 +386,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ls-remote-reps", type=int, default=50)
     p.add_argument("--clients", type=int, default=8, help="concurrent clones")
     p.add_argument("--push-size-mb", type=int, help="push payload (default 1024, small 50)")
+    p.add_argument("--only", help=f"comma-separated subset of {','.join(BENCH_KEYS)}")
+    p.add_argument("--concurrent-reps", type=int, help="default reps // 2 + 1")
     p.add_argument("--skip-push", action="store_true")
     p.add_argument("--skip-checkout", action="store_true")
     p.add_argument("--json", type=Path, help="also write results here")
     args = p.parse_args(argv)
     if not args.reference_only and not (args.och_http or args.och_ssh):
         p.error("give --och-http/--och-ssh URLs, or --reference-only")
+    args.only = frozenset(filter(None, (args.only or "").split(",")))
+    if unknown := args.only - set(BENCH_KEYS):
+        p.error(f"unknown benchmark(s) for --only: {', '.join(sorted(unknown))}")
     return args
 
 
@@ -401,20 +417,23 @@ def suite_config(args: argparse.Namespace, push_source: Path | None, work: Path)
         checkout_reps=0 if args.skip_checkout else max(1, reps // 2 + 1),
         ls_remote_reps=args.ls_remote_reps,
         clients=args.clients,
-        concurrent_reps=max(1, reps // 2 + 1),
+        concurrent_reps=args.concurrent_reps or max(1, reps // 2 + 1),
         push_source=push_source,
         workdir=work,
+        only=args.only,
     )
 
 
-def serve_root(repo: GeneratedRepo, work: Path) -> Path:
-    """A directory served by the peers: `bench.git` -> the generated repo, push targets."""
-    root = work / "serve"
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    root.chmod(0o755)
-    (root / "bench.git").symlink_to(repo.path)
-    return root
+@contextlib.contextmanager
+def serve_root(repo: GeneratedRepo, work: Path) -> Iterator[Path]:
+    """A private directory for the peers: `bench.git` -> the generated repo, push targets."""
+    root = Path(tempfile.mkdtemp(prefix="serve-", dir=work))
+    try:
+        root.chmod(0o755)
+        (root / "bench.git").symlink_to(repo.path)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def warm_cache(repo: Path) -> None:
@@ -463,16 +482,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = WORK_DIR / "bench"
     work.mkdir(parents=True, exist_ok=True)
     repo = generate(clone_spec(args))
-    push_repo = None if args.skip_push else generate(push_spec(args))
-    root = serve_root(repo, work)
+    wants_push = not args.skip_push and (not args.only or "push" in args.only)
+    push_repo = generate(push_spec(args)) if wants_push else None
     warm_cache(repo.path)
     cfg = suite_config(args, push_repo.path if push_repo else None, work)
     print(f"clone repo: {repo.path} ({repo.extra.get('commits')} commits, "
           f"{repo.pack_bytes / 2**20:.1f} MB pack)")  # fmt: skip
-    with nginx_http_backend(root) as http, sshd_git_shell(root) as ssh:
+    with (
+        serve_root(repo, work) as root,
+        nginx_http_backend(root) as http,
+        sshd_git_shell(root) as ssh,
+    ):
         targets = [peer_target(http, "http"), peer_target(ssh, "ssh"), *och_targets(args)]
         results = run_suite(targets, cfg)
-    shutil.rmtree(root, ignore_errors=True)
     print()
     print(format_table(results))
     meta = {"clone_repo": repo.manifest(), "push_repo": push_repo and push_repo.manifest()}

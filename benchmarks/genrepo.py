@@ -256,8 +256,8 @@ class HistoryWriter:
             self._write_large(number, create=False)
         if number == self.big_diff_at:
             self._write_big_diff(number)
-        if self.random_blobs and number % self.random_every == 0:
-            self._random_blob(number)
+        if self.random_written < self.random_blobs and number % self.random_every == 0:
+            self._write_random(self.random_written)
         stream.out.write(b"\n")
         if number == self.big_diff_at:
             stream.reset(BIG_DIFF_TAG, "refs/heads/main")
@@ -319,10 +319,6 @@ class HistoryWriter:
         body = [f"    ({i}, {row!r}),".encode() for i, row in enumerate(rows)]
         lines = [b"TABLES = [", *body, b"]"]
         self.stream.modify(BIG_DIFF_PATH, b"\n".join(lines) + b"\n")
-
-    def _random_blob(self, number: int) -> None:
-        if self.random_written < self.random_blobs:
-            self._write_random(self.random_written)
 
     def _write_random(self, index: int) -> None:
         payload = random.Random(self.spec.seed * 1_000_003 + index).randbytes(RANDOM_BLOB_BYTES)

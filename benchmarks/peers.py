@@ -105,16 +105,38 @@ def wait_for_path(path: Path, proc: subprocess.Popen[bytes], timeout: float = 10
         time.sleep(0.05)
 
 
+def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group, its output going to `log`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-    """Stop one process we started (by its pid), escalating to SIGKILL."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
+    """Stop a server started by spawn(): signal its process group (the leader's pid), wait,
+    then SIGKILL whatever is left (e.g. prefork children that outlive their parent)."""
+    pgid = proc.pid
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout)
+    deadline = time.monotonic() + 2.0
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def git_config_env(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -241,10 +263,10 @@ http {{
 """
 
 
-def start_fcgiwrap(socket_path: Path, children: int) -> subprocess.Popen[bytes]:
+def start_fcgiwrap(workdir: Path, socket_path: Path, children: int) -> subprocess.Popen[bytes]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **git_config_env(SERVER_GIT_CONFIG)}
     cmd = ["fcgiwrap", "-c", str(children), "-s", f"unix:{socket_path}", "-p", HTTP_BACKEND]
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    proc = spawn(cmd, workdir / "fcgiwrap.log", env)
     wait_for_path(socket_path, proc)
     return proc
 
@@ -253,7 +275,7 @@ def start_nginx(workdir: Path, root: Path, port: int, socket_path: Path) -> subp
     conf = workdir / "nginx.conf"
     conf.write_text(nginx_conf(workdir, root, port, socket_path))
     cmd = ["nginx", "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    proc = spawn(cmd, workdir / "nginx.out")
     wait_for_port(port, proc)
     return proc
 
@@ -269,7 +291,7 @@ def nginx_http_backend(root: Path, children: int = 16) -> Iterator[Peer]:
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(start_fcgiwrap(socket_path, children))
+        procs.append(start_fcgiwrap(workdir, socket_path, children))
         procs.append(start_nginx(workdir, root.resolve(), port, socket_path))
         yield Peer(
             name="nginx+http-backend",
@@ -366,8 +388,7 @@ def sshd_git_shell(root: Path, user: str = SSH_USER) -> Iterator[Peer]:
     try:
         client_key = prepare_sshd(workdir, port, user)
         cmd = ["/usr/sbin/sshd", "-D", "-e", "-f", str(workdir / "sshd_config")]
-        with (workdir / "sshd.log").open("ab") as log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=log)
+        proc = spawn(cmd, workdir / "sshd.log")
         wait_for_path(workdir / "sshd.pid", proc)  # written once sshd listens
         yield Peer(
             name="sshd+git-shell",
