@@ -176,6 +176,112 @@ def list_users() -> None:
     console.print(table)
 
 
+@admin_app.command("seed")
+def seed(
+    password: Annotated[
+        str, typer.Option(help="Password of every demo user (at least 8 characters).")
+    ] = "opencodehub-demo",  # noqa: S107 - a demo dataset's documented, printed password
+) -> None:
+    """Create a demo dataset: three users, an organization with a team, five repositories."""
+    from opencodehub.accounts import service as accounts
+    from opencodehub.accounts.actor import Actor
+    from opencodehub.accounts.models import Permission
+    from opencodehub.core.errors import OCHError, ValidationFailed
+    from opencodehub.repos import service as repos
+    from opencodehub.repos.models import Visibility
+
+    settings = get_settings()
+    database = _database(settings)
+    try:
+        with database.session() as session:
+            if accounts.get_account(session, "ada") is not None:
+                raise _fail("the demo dataset is already there (user 'ada' exists)")
+            ada, linus, grace = (
+                accounts.create_user(
+                    session,
+                    name,
+                    f"{name}@example.com",
+                    password,
+                    is_site_admin=name == "ada",
+                    email_verified=True,
+                    full_name=full_name,
+                )
+                for name, full_name in (
+                    ("ada", "Ada Lovelace"),
+                    ("linus", "Linus Torvalds"),
+                    ("grace", "Grace Hopper"),
+                )
+            )
+            org = accounts.create_organization(session, ada, "demo-org", full_name="Demo Org")
+            accounts.add_org_member(session, org, grace)
+            team = accounts.create_team(session, org, "Core", description="The core team")
+            accounts.add_team_member(session, team, grace, "maintainer")
+            as_ada = Actor(user=ada, method="system")
+            hello = repos.create_repository(
+                session,
+                settings,
+                as_ada,
+                ada,
+                "hello-world",
+                description="A first repository",
+                auto_init=True,
+                gitignore_template="Python",
+                license_template="mit",
+            )
+            repos.update_repository(session, settings, as_ada, hello, topics=["demo", "python"])
+            repos.add_collaborator(session, as_ada, hello, linus, Permission.WRITE)
+            repos.create_repository(
+                session,
+                settings,
+                as_ada,
+                ada,
+                "notes",
+                description="Private notes",
+                visibility=Visibility.PRIVATE,
+                auto_init=True,
+            )
+            repos.create_repository(
+                session,
+                settings,
+                Actor(user=linus, method="system"),
+                linus,
+                "kernel-toy",
+                description="An empty repository to push to",
+            )
+            repos.create_repository(
+                session,
+                settings,
+                as_ada,
+                org,
+                "website",
+                description="The organization's web site",
+                homepage="https://example.com",
+                auto_init=True,
+                gitignore_template="Node",
+                license_template="apache-2.0",
+            )
+            infra = repos.create_repository(
+                session,
+                settings,
+                as_ada,
+                org,
+                "infra",
+                description="Deployment scripts",
+                visibility=Visibility.PRIVATE,
+                auto_init=True,
+            )
+            repos.set_team_permission(session, as_ada, team, infra, Permission.MAINTAIN)
+    except ValidationFailed as exc:
+        raise _fail(exc.describe()) from None
+    except OCHError as exc:
+        raise _fail(exc.message) from None
+    console.print(
+        "seeded users ada (site admin), linus, grace; organization demo-org with team core; "
+        "repositories ada/hello-world, ada/notes, linus/kernel-toy, demo-org/website, "
+        f"demo-org/infra. Every password is {password!r}."
+    )
+
+
 # config -----------------------------------------------------------------------------------------
 
 

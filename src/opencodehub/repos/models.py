@@ -106,7 +106,8 @@ class TeamRepository(IdMixin, TimestampMixin, Base):
 
 
 class ProtectedBranch(IdMixin, TimestampMixin, Base):
-    """A branch-name pattern (fnmatch-style glob) whose branches refuse force pushes and deletion."""
+    """A branch-name pattern (fnmatch-style glob) whose branches refuse force pushes and
+    deletion."""
 
     __tablename__ = "protected_branches"
 
