@@ -81,6 +81,9 @@ class User(IdMixin, TimestampMixin, Base):
     company: Mapped[str] = mapped_column(String(255), default="")
     location: Mapped[str] = mapped_column(String(255), default="")
     website: Mapped[str] = mapped_column(String(255), default="")
+    # The address shown on the profile (GitHub's `email` field): for a user one of their own
+    # addresses or empty; for an organization its contact address (not unique, not verified).
+    public_email: Mapped[str] = mapped_column(String(255), default="")
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_site_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -187,9 +190,7 @@ class SSHKey(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "ssh_keys"
 
-    user_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
     repository_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("repositories.id", ondelete="CASCADE")
     )

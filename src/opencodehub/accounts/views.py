@@ -1,4 +1,5 @@
-"""HTML routes: sign-up, sign-in, sign-out, account settings, organizations and teams.
+"""HTML routes: sign-up, sign-in, sign-out, account settings, organizations and teams, and the
+user and organization profile pages (`/{owner}`, the last route).
 
 Routes are thin: parse the form, call `accounts.service`, render. A service's `ValidationFailed`
 re-renders the form with the field's message (status 422); every POST is CSRF-protected.
@@ -6,25 +7,32 @@ re-renders the form with the field's message (status 422); every POST is CSRF-pr
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.convertors import Convertor, register_url_convertor
 
 from opencodehub.accounts import service as accounts
 from opencodehub.accounts.actor import SCOPE_IMPLIES, Actor, expand_scopes
-from opencodehub.accounts.models import OrgRole, Permission, Team, User
+from opencodehub.accounts.models import AccountKind, OrgRole, Permission, Team, User
+from opencodehub.accounts.names import RESERVED_USERNAMES, USERNAME_RE
 from opencodehub.accounts.throttle import LoginThrottle, LoginThrottled, account_key
 from opencodehub.config import Settings
 from opencodehub.core.errors import FieldError, NotFound, ValidationFailed
+from opencodehub.core.pagination import Page
 from opencodehub.core.time import utcnow
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
+from opencodehub.repos import service as repos
 from opencodehub.repos.authz import authorize, can
 from opencodehub.web import flash
 from opencodehub.web.auth import WebUser, safe_next, web_session_of
 from opencodehub.web.csrf import ANONYMOUS_COOKIE, CsrfProtected
 from opencodehub.web.templating import field_errors, render
+from opencodehub.web.views import MAX_PAGE, parse_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -884,3 +892,80 @@ def org_team_member_remove(
         f"/orgs/{org.username}/teams/{team.slug}",
         f"{member.username} was removed from {team.name}.",
     )
+
+
+# Profiles --------------------------------------------------------------------------------------
+#
+# `/{owner}` must stay the last single-segment route of the app: it is registered with a
+# convertor that matches only names an account can have (USERNAME_RE) and never a reserved one
+# (`/explore`, `/new`, `/login`, …), so even a route registered after it is not shadowed by it.
+
+
+_RESERVED_ALTERNATIVES = "|".join(
+    re.escape(name) for name in sorted(RESERVED_USERNAMES, key=len, reverse=True)
+)
+_ACCOUNT_NAME_BODY = USERNAME_RE.pattern.removeprefix("\\A").removesuffix("\\Z")
+
+
+class AccountNameConvertor(Convertor[str]):
+    """A path segment that can name a user or organization: USERNAME_RE, not reserved."""
+
+    # Reserved names are refused in any case (`/Explore` is no profile either).
+    regex = f"(?!(?i:{_RESERVED_ALTERNATIVES})$){_ACCOUNT_NAME_BODY}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("account_name", AccountNameConvertor())
+
+PROFILE_REPOSITORIES_PER_PAGE = 30
+
+
+@router.get("/{owner:account_name}")
+def profile(
+    request: Request, owner: str, actor: CurrentActor, session: SessionDep, page: str = "1"
+) -> Response:
+    """A user's or an organization's public page, with the repositories the viewer may read."""
+    account = accounts.get_account(session, owner)
+    if account is None:
+        raise NotFound()
+    authorize(session, actor, account, "read")
+    number = parse_page(page)
+    repositories, total = repos.list_for_owner(
+        session, actor, account, Page(number, PROFILE_REPOSITORIES_PER_PAGE), sort="updated"
+    )
+    last_page = max(1, -(-total // PROFILE_REPOSITORIES_PER_PAGE))
+    base = f"/{account.username}"
+    context: dict[str, Any] = {}
+    if account.kind == AccountKind.ORGANIZATION:
+        context["member_count"] = len(accounts.list_org_members(session, account))
+        context["is_member"] = can(session, actor, account, "member")
+    else:
+        context["organizations"] = accounts.list_user_orgs(session, account)
+    return render(
+        request,
+        "profiles/profile.html",
+        page_title=account.full_name or account.username,
+        account=account,
+        repositories=repositories,
+        total=total,
+        page_number=number,
+        last_page=last_page,
+        previous_url=f"{base}?page={number - 1}" if number > 1 else None,
+        next_url=f"{base}?page={number + 1}" if number < min(last_page, MAX_PAGE) else None,
+        website_url=_website_url(account.website),
+        **context,
+    )
+
+
+def _website_url(website: str) -> str | None:
+    """The profile's website as a link target: only http(s), so no `javascript:` survives."""
+    if not website:
+        return None
+    target = website if "://" in website else f"https://{website}"
+    parts = urlsplit(target)
+    return target if parts.scheme in ("http", "https") and parts.netloc else None
