@@ -9,15 +9,22 @@ command -v ssh >/dev/null || need+=(openssh-client)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v chromium >/dev/null || need+=(chromium)
 command -v curl >/dev/null || need+=(curl)
+command -v npm >/dev/null || need+=(nodejs npm)
 
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing system packages: ${need[*]} (install them, or run make test as root)" >&2
+    exit 1
+  fi
+  echo "installing system packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "missing system packages: ${need[*]} (install them, or run make test as root)" >&2
-  exit 1
+
+# Azurite (npm), the Azure Blob emulator the storage tests start; kept inside the checkout.
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+if ! command -v azurite-blob >/dev/null && [ ! -x "$repo/.cache/azurite/node_modules/.bin/azurite-blob" ]; then
+  echo "installing Azurite into $repo/.cache/azurite"
+  npm install --silent --no-audit --no-fund --prefix "$repo/.cache/azurite" azurite@3 >/dev/null
 fi
-echo "installing system packages: ${need[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     storage_gdrive_credentials_file: str = ""
     storage_gdrive_folder_id: str = ""
     storage_gdrive_api_url: str = "https://www.googleapis.com"
+    storage_chunk_size: int = 8 * 1024 * 1024  # bytes per uploaded part/block/chunk
+    storage_upload_concurrency: int = 4  # parts in flight per S3/Azure upload
 
     # Git
     git_binary: str = "git"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -77,21 +78,30 @@ def check_redis(settings: Settings) -> Check:
 
 
 def check_storage(settings: Settings) -> Check:
-    if settings.storage_backend != "local":
-        return Check(
-            "storage",
-            False,
-            f"backend {settings.storage_backend!r} is configured, but this version ships "
-            "only the local adapter",
-        )
-    root = settings.storage_local_path or settings.data_dir
+    """Write, read back and delete a probe object through the configured adapter."""
+    from opencodehub.storage import StorageError, build_storage
+
+    key = f"doctor/probe-{secrets.token_hex(8)}"
+    payload = b"opencodehub doctor probe\n"
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".doctor-"):
-            pass
-    except OSError as exc:
-        return Check("storage", False, f"local: {root} is not writable: {exc}")
-    return Check("storage", True, f"local: {root}")
+        storage = build_storage(settings)
+    except StorageError as exc:
+        return Check("storage", False, f"{settings.storage_backend}: {exc}")
+    where = storage.describe()
+    try:
+        storage.put(key, iter([payload]), size=len(payload), content_type="text/plain")
+        with storage.get(key) as stream:
+            read_back = stream.read()
+        storage.delete(key)
+        if storage.exists(key):
+            return Check("storage", False, f"{where}: the probe object survived its deletion")
+    except Exception as exc:  # any backend error is the finding itself
+        return Check("storage", False, f"{where}: {str(exc).splitlines()[0][:200]}")
+    finally:
+        storage.close()
+    if read_back != payload:
+        return Check("storage", False, f"{where}: the probe object read back differently")
+    return Check("storage", True, f"{where} (write, read, delete)")
 
 
 def check_data_dir(settings: Settings) -> Check:

@@ -1,0 +1,292 @@
+"""Azure Blob Storage (and Azurite) through azure-storage-blob, configured by a connection string.
+
+Large objects are staged as blocks read from the source one at a time and sent on a few threads,
+then made visible in one Put Block List. Staged blocks that are never committed are invisible and
+Azure drops them after a week, so a failed upload leaves nothing behind. Signed URLs are SAS
+tokens made with the account key from the connection string; a connection string without a key
+(a SAS one) cannot sign, and the app proxies then.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opencodehub.storage.base import (
+    DEFAULT_CHUNK_SIZE,
+    ByteRange,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStream,
+    SignedMethod,
+    SignedURL,
+    Source,
+    StorageAdapter,
+    StorageError,
+    check_expires,
+    check_method,
+    drain_then,
+    iter_blocks,
+    resolve_range,
+    upload_blocks_concurrently,
+    validate_key,
+    validate_prefix,
+)
+
+MAX_BLOCKS = 50_000
+MAX_BLOCK_SIZE = 4000 * 1024 * 1024
+DOWNLOAD_CHUNK_SIZE = 4 * 1024 * 1024
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+class AzureBlobStorage(StorageAdapter):
+    backend = "azure"
+
+    def __init__(
+        self,
+        connection_string: str,
+        container: str,
+        *,
+        block_size: int = DEFAULT_CHUNK_SIZE,
+        concurrency: int = 4,
+        list_page_size: int = 5000,
+        create_container: bool = True,
+    ):
+        from azure.storage.blob import BlobServiceClient
+
+        if not connection_string:
+            raise StorageError(
+                "azure: no connection string configured (OCH_STORAGE_AZURE_CONNECTION_STRING)"
+            )
+        if not container:
+            raise StorageError("azure: no container configured (OCH_STORAGE_AZURE_CONTAINER)")
+        try:
+            self._service = BlobServiceClient.from_connection_string(
+                connection_string,
+                # Bound what one download request pulls into memory (the SDK's default first
+                # request reads 32 MiB).
+                max_single_get_size=DOWNLOAD_CHUNK_SIZE,
+                max_chunk_get_size=DOWNLOAD_CHUNK_SIZE,
+            )
+        except ValueError as exc:
+            raise StorageError(f"azure: the connection string is not valid: {exc}") from exc
+        self.container = container
+        self._container = self._service.get_container_client(container)
+        self._block_size = min(block_size, MAX_BLOCK_SIZE)
+        self._concurrency = max(concurrency, 1)
+        self._list_page_size = list_page_size
+        self._create_container = create_container
+        self._container_ready = False
+        self._container_lock = threading.Lock()
+
+    # Helpers -----------------------------------------------------------------------------------
+
+    def _ensure_container(self) -> None:
+        if self._container_ready or not self._create_container:
+            return
+        from azure.core.exceptions import AzureError, ResourceExistsError
+
+        with self._container_lock:
+            if self._container_ready:
+                return
+            try:
+                self._container.create_container()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise self._error("cannot create the container", exc) from exc
+            self._container_ready = True
+
+    def _error(self, action: str, exc: Exception) -> StorageError:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return StorageError(f"azure: {action} in container {self.container!r}: {message}")
+
+    def _info(self, key: str, properties: Any) -> ObjectInfo:
+        settings = getattr(properties, "content_settings", None)
+        return ObjectInfo(
+            key=key,
+            size=int(properties.size),
+            etag=str(properties.etag).strip('"'),
+            content_type=(settings.content_type if settings else None) or DEFAULT_CONTENT_TYPE,
+            modified=properties.last_modified,
+        )
+
+    # Writes ------------------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        stream: Source,
+        size: int | None = None,
+        content_type: str | None = None,
+    ) -> ObjectInfo:
+        from azure.core.exceptions import AzureError
+        from azure.storage.blob import BlobBlock, ContentSettings
+
+        key = validate_key(key)
+        self._ensure_container()
+        blob = self._container.get_blob_client(key)
+        settings = ContentSettings(content_type=content_type or DEFAULT_CONTENT_TYPE)
+        block_size = self._block_size
+        if size is not None and size > block_size * MAX_BLOCKS:
+            block_size = min(math.ceil(size / MAX_BLOCKS), MAX_BLOCK_SIZE)
+        blocks = iter_blocks(stream, block_size)
+        head = [block for _, block in zip(range(2), blocks, strict=False)]
+        try:
+            if len(head) < 2:
+                body = head.pop() if head else b""
+                blob.upload_blob(body, overwrite=True, content_settings=settings)
+            else:
+                # Ids unique to this upload, so a concurrent upload of the same key never
+                # commits our blocks or we theirs. All ids of a blob must have one length.
+                upload = uuid.uuid4().hex
+
+                def stage(index: int, block: bytes) -> str:
+                    if index >= MAX_BLOCKS:
+                        raise StorageError(f"azure: {key!r} needs more than {MAX_BLOCKS} blocks")
+                    block_id = base64.b64encode(f"{upload}-{index:06d}".encode()).decode()
+                    blob.stage_block(block_id, block, length=len(block))
+                    return block_id
+
+                block_ids = upload_blocks_concurrently(
+                    drain_then(head, blocks), stage, self._concurrency
+                )
+                blob.commit_block_list(
+                    [BlobBlock(block_id=str(block_id)) for block_id in block_ids],
+                    content_settings=settings,
+                )
+            return self._info(key, blob.get_blob_properties())
+        except AzureError as exc:
+            raise self._error(f"cannot store {key!r}", exc) from exc
+
+    def delete(self, key: str) -> None:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        key = validate_key(key)
+        try:
+            self._container.get_blob_client(key).delete_blob()
+        except ResourceNotFoundError:
+            return
+        except AzureError as exc:
+            raise self._error(f"cannot delete {key!r}", exc) from exc
+
+    # Reads -------------------------------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        key = validate_key(key)
+        try:
+            properties = self._container.get_blob_client(key).get_blob_properties()
+        except ResourceNotFoundError:
+            raise ObjectNotFound(key) from None
+        except AzureError as exc:
+            raise self._error(f"cannot stat {key!r}", exc) from exc
+        return self._info(key, properties)
+
+    def get(self, key: str, byte_range: ByteRange | None = None) -> ObjectStream:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+
+        key = validate_key(key)
+        blob = self._container.get_blob_client(key)
+        arguments: dict[str, Any] = {"max_concurrency": 1}
+        start, length = 0, None
+        measured: ObjectInfo | None = None
+        if byte_range is not None:
+            # Resolve against the real size so every backend answers a range past the end
+            # alike; the etag condition pins the read to the version we measured.
+            measured = self.stat(key)
+            start, end = resolve_range(byte_range, measured.size)  # type: ignore[misc]
+            length = end - start + 1
+            arguments.update(
+                offset=start,
+                length=length,
+                etag=f'"{measured.etag}"',
+                match_condition=MatchConditions.IfNotModified,
+            )
+        try:
+            downloader = blob.download_blob(**arguments)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            raise ObjectNotFound(key) from None
+        except AzureError as exc:
+            raise self._error(f"cannot read {key!r}", exc) from exc
+        # A ranged download's properties describe the range; the object is what we measured.
+        info = measured or self._info(key, downloader.properties)
+        return ObjectStream(
+            _translate_errors(downloader.chunks(), self, key),
+            info,
+            start=start,
+            length=info.size if length is None else length,
+        )
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        prefix = validate_prefix(prefix)
+        pages = self._container.list_blobs(
+            name_starts_with=prefix or None, results_per_page=self._list_page_size
+        ).by_page()
+        try:
+            for page in pages:
+                for properties in page:
+                    yield self._info(properties.name, properties)
+        except ResourceNotFoundError:
+            return  # no container yet: no objects
+        except AzureError as exc:
+            raise self._error("cannot list", exc) from exc
+
+    # Signing -----------------------------------------------------------------------------------
+
+    def signed_url(self, key: str, method: SignedMethod, expires: int) -> SignedURL | None:
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        key = validate_key(key)
+        method = check_method(method)
+        expires = check_expires(expires)
+        account_key = getattr(self._service.credential, "account_key", None)
+        account_name = self._service.account_name
+        if not account_key or not account_name:
+            return None
+        if method == "PUT":
+            self._ensure_container()
+            permission = BlobSasPermissions(create=True, write=True)
+            headers = {"x-ms-blob-type": "BlockBlob"}
+        else:
+            permission = BlobSasPermissions(read=True)
+            headers = {}
+        expires_at = datetime.now(UTC) + timedelta(seconds=expires)
+        token = generate_blob_sas(
+            account_name=account_name,
+            container_name=self.container,
+            blob_name=key,
+            account_key=account_key,
+            permission=permission,
+            expiry=expires_at,
+            # Tolerate a few minutes of clock skew between us and the storage service.
+            start=datetime.now(UTC) - timedelta(minutes=5),
+        )
+        url = f"{self._container.get_blob_client(key).url}?{token}"
+        return SignedURL(url, method, expires_at, headers)
+
+    def describe(self) -> str:
+        return f"azure: container {self.container} at {self._service.url}"
+
+    def close(self) -> None:
+        self._service.close()
+
+
+def _translate_errors(
+    chunks: Iterator[bytes], adapter: AzureBlobStorage, key: str
+) -> Iterator[bytes]:
+    from azure.core.exceptions import AzureError
+
+    try:
+        yield from chunks
+    except AzureError as exc:
+        raise adapter._error(f"cannot read {key!r}", exc) from exc

@@ -1,0 +1,315 @@
+"""Any S3-compatible store (AWS S3, MinIO, Ceph RGW, Cloudflare R2, moto) through boto3.
+
+Small objects go up in one PutObject; an object larger than one part goes up as a multipart
+upload whose parts are read from the source one at a time and sent on a few threads, so memory
+holds `concurrency + 2` parts at most. A failed upload is aborted, which discards its parts: S3
+never shows an object before CompleteMultipartUpload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opencodehub.storage.base import (
+    DEFAULT_CHUNK_SIZE,
+    ByteRange,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStream,
+    SignedMethod,
+    SignedURL,
+    Source,
+    StorageAdapter,
+    StorageError,
+    check_expires,
+    check_method,
+    drain_then,
+    iter_blocks,
+    resolve_range,
+    upload_blocks_concurrently,
+    validate_key,
+    validate_prefix,
+)
+
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+MAX_PARTS = 10_000
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+class S3Storage(StorageAdapter):
+    backend = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint: str = "",
+        region: str = "",
+        access_key: str = "",
+        secret_key: str = "",
+        path_style: bool = False,
+        part_size: int = DEFAULT_CHUNK_SIZE,
+        concurrency: int = 4,
+        list_page_size: int = 1000,
+        create_bucket: bool = True,
+    ):
+        import boto3
+        from botocore.config import Config
+
+        if not bucket:
+            raise StorageError("s3: no bucket configured (OCH_STORAGE_S3_BUCKET)")
+        self.bucket = bucket
+        self.endpoint = endpoint
+        self.region = region or "us-east-1"
+        self._part_size = max(part_size, MIN_PART_SIZE)
+        self._concurrency = max(concurrency, 1)
+        self._list_page_size = list_page_size
+        self._create_bucket = create_bucket
+        self._bucket_ready = False
+        self._bucket_lock = threading.Lock()
+        config = Config(
+            region_name=self.region,
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if path_style else "auto"},
+            retries={"max_attempts": 5, "mode": "standard"},
+            max_pool_connections=max(10, self._concurrency * 2),
+            # Checksums only where S3 requires them: several S3-compatible stores reject the
+            # newer default trailing checksums.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=access_key or None,
+            aws_secret_access_key=secret_key or None,
+            region_name=self.region,
+        )
+        self._client: Any = session.client("s3", endpoint_url=endpoint or None, config=config)
+
+    # Helpers -----------------------------------------------------------------------------------
+
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready or not self._create_bucket:
+            return
+        from botocore.exceptions import ClientError
+
+        with self._bucket_lock:
+            if self._bucket_ready:
+                return
+            try:
+                self._client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if _error_code(exc) not in _NOT_FOUND_CODES:
+                    raise self._error("cannot reach bucket", exc) from exc
+                arguments: dict[str, Any] = {"Bucket": self.bucket}
+                if self.region != "us-east-1":
+                    arguments["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+                try:
+                    self._client.create_bucket(**arguments)
+                except ClientError as create_exc:
+                    if _error_code(create_exc) not in (
+                        "BucketAlreadyOwnedByYou",
+                        "BucketAlreadyExists",
+                    ):
+                        raise self._error("cannot create bucket", create_exc) from create_exc
+            self._bucket_ready = True
+
+    def _error(self, action: str, exc: Exception) -> StorageError:
+        return StorageError(f"s3: {action} in bucket {self.bucket!r}: {exc}")
+
+    def _info(self, key: str, response: dict[str, Any], size: int | None = None) -> ObjectInfo:
+        return ObjectInfo(
+            key=key,
+            size=response["ContentLength"] if size is None else size,
+            etag=str(response.get("ETag", "")).strip('"'),
+            content_type=response.get("ContentType") or DEFAULT_CONTENT_TYPE,
+            modified=response.get("LastModified"),
+        )
+
+    # Writes ------------------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        stream: Source,
+        size: int | None = None,
+        content_type: str | None = None,
+    ) -> ObjectInfo:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = validate_key(key)
+        self._ensure_bucket()
+        content_type = content_type or DEFAULT_CONTENT_TYPE
+        part_size = self._part_size
+        if size is not None and size > part_size * MAX_PARTS:
+            part_size = math.ceil(size / MAX_PARTS)
+        blocks = iter_blocks(stream, part_size)
+        head = list(itertools.islice(blocks, 2))
+        try:
+            if len(head) < 2:
+                body = head.pop() if head else b""
+                self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, ContentType=content_type
+                )
+            else:
+                self._put_multipart(key, drain_then(head, blocks), content_type)
+            return self.stat(key)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(f"cannot store {key!r}", exc) from exc
+
+    def _put_multipart(self, key: str, blocks: Iterator[bytes], content_type: str) -> None:
+        upload_id = self._client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType=content_type
+        )["UploadId"]
+
+        def upload_part(index: int, block: bytes) -> dict[str, Any]:
+            if index >= MAX_PARTS:
+                raise StorageError(f"s3: {key!r} needs more than {MAX_PARTS} parts")
+            response = self._client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=index + 1, Body=block
+            )
+            return {"PartNumber": index + 1, "ETag": response["ETag"]}
+
+        try:
+            parts = upload_blocks_concurrently(blocks, upload_part, self._concurrency)
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            # Discard the parts: nothing of this upload becomes visible or keeps costing space.
+            # The original failure is the one to report.
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = validate_key(key)
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                return
+            raise self._error(f"cannot delete {key!r}", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error(f"cannot delete {key!r}", exc) from exc
+
+    # Reads -------------------------------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = validate_key(key)
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                raise ObjectNotFound(key) from None
+            raise self._error(f"cannot stat {key!r}", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error(f"cannot stat {key!r}", exc) from exc
+        return self._info(key, response)
+
+    def get(self, key: str, byte_range: ByteRange | None = None) -> ObjectStream:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = validate_key(key)
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        start, length = 0, None
+        if byte_range is not None:
+            # Resolve the range against the real size first, so every backend answers an
+            # out-of-range request the same way; IfMatch pins the read to that version.
+            info = self.stat(key)
+            start, end = resolve_range(byte_range, info.size)  # type: ignore[misc]
+            length = end - start + 1
+            arguments["Range"] = f"bytes={start}-{end}"
+            arguments["IfMatch"] = f'"{info.etag}"'
+        try:
+            response = self._client.get_object(**arguments)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES or _error_code(exc) == "PreconditionFailed":
+                raise ObjectNotFound(key) from None
+            raise self._error(f"cannot read {key!r}", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error(f"cannot read {key!r}", exc) from exc
+        body = response["Body"]
+        total = _total_size(response)
+        info = self._info(key, response, size=total)
+        return ObjectStream(
+            body.iter_chunks(chunk_size=1024 * 1024),
+            info,
+            start=start,
+            length=response["ContentLength"] if length is None else length,
+            on_close=body.close,
+        )
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        prefix = validate_prefix(prefix)
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.bucket,
+            Prefix=prefix,
+            PaginationConfig={"PageSize": self._list_page_size},
+        )
+        try:
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    yield ObjectInfo(
+                        key=item["Key"],
+                        size=item["Size"],
+                        etag=str(item.get("ETag", "")).strip('"'),
+                        modified=item.get("LastModified"),
+                    )
+        except ClientError as exc:
+            if _error_code(exc) == "NoSuchBucket":
+                return
+            raise self._error("cannot list", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("cannot list", exc) from exc
+
+    # Signing -----------------------------------------------------------------------------------
+
+    def signed_url(self, key: str, method: SignedMethod, expires: int) -> SignedURL | None:
+        key = validate_key(key)
+        method = check_method(method)
+        expires = check_expires(expires)
+        if method == "PUT":
+            self._ensure_bucket()
+        operation = "get_object" if method == "GET" else "put_object"
+        url = self._client.generate_presigned_url(
+            operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
+        )
+        return SignedURL(url, method, datetime.now(UTC) + timedelta(seconds=expires))
+
+    def describe(self) -> str:
+        where = self.endpoint or f"AWS {self.region}"
+        return f"s3: bucket {self.bucket} at {where}"
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _total_size(response: dict[str, Any]) -> int:
+    content_range = response.get("ContentRange")
+    if content_range and "/" in content_range:
+        total = content_range.rsplit("/", 1)[1]
+        if total.isdigit():
+            return int(total)
+    return int(response["ContentLength"])
