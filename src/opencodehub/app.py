@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -16,13 +17,17 @@ from opencodehub.accounts import api as accounts_api
 from opencodehub.accounts import views as accounts_views
 from opencodehub.config import Settings, get_settings
 from opencodehub.core.errors import DOCS_URL, OCHError
+from opencodehub.core.events import build_event_bus
 from opencodehub.core.logging import configure_logging
 from opencodehub.core.ratelimit import build_rate_limiter
-from opencodehub.db.engine import Database
+from opencodehub.db.engine import WORKER_THREADS, Database
 from opencodehub.git import internal as git_internal
 from opencodehub.git import views as git_views
 from opencodehub.git.http import GitHTTPMiddleware
 from opencodehub.repos import api as repos_api
+from opencodehub.repos import manage_views as repos_manage_views
+from opencodehub.repos import views as repos_views
+from opencodehub.storage import views as storage_views
 from opencodehub.web import errors as web_errors
 from opencodehub.web import views as web_views
 
@@ -33,10 +38,17 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith(API_PREFIX)
 
 
+def _api_headers(request: Request, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers every API answer carries, errors included (X-OAuth-Scopes and the like)."""
+    return {**getattr(request.state, "api_headers", {}), **(extra or {})}
+
+
 async def _och_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OCHError)
     if _is_api(request):
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            exc.body(), status_code=exc.status_code, headers=_api_headers(request, exc.headers)
+        )
     return web_errors.render_error(request, exc.status_code, exc.message)
 
 
@@ -57,10 +69,14 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         )
     if any(error.get("type") == "json_invalid" for error in exc.errors()):
         return JSONResponse(
-            {"message": "Problems parsing JSON", "documentation_url": DOCS_URL}, 400
+            {"message": "Problems parsing JSON", "documentation_url": DOCS_URL},
+            400,
+            headers=_api_headers(request),
         )
     return JSONResponse(
-        {"message": "Validation Failed", "errors": errors, "documentation_url": DOCS_URL}, 422
+        {"message": "Validation Failed", "errors": errors, "documentation_url": DOCS_URL},
+        422,
+        headers=_api_headers(request),
     )
 
 
@@ -73,15 +89,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return JSONResponse(
             {"message": message, "documentation_url": DOCS_URL},
             status_code=exc.status_code,
-            headers=exc.headers,
+            headers=_api_headers(request, exc.headers),
         )
     return web_errors.render_error(request, exc.status_code, str(exc.detail))
 
 
 def build_api_router() -> APIRouter:
-    router = APIRouter(
-        prefix=API_PREFIX, dependencies=[Depends(accounts_api.enforce_rate_limit)]
-    )
+    router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(accounts_api.enforce_rate_limit)])
     router.include_router(accounts_api.router)
     router.include_router(repos_api.router)
     return router
@@ -94,6 +108,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The database pool is sized for exactly this many worker threads (see db/engine.py).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         yield
         database.dispose()
 
@@ -108,6 +124,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.db = database
     app.state.rate_limiter = build_rate_limiter(settings.redis_url)
+    app.state.events = build_event_bus(settings.redis_url)
 
     app.add_exception_handler(OCHError, _och_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -116,9 +133,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(ops.router)
     app.include_router(build_api_router())
     web_views.mount(app)
+    app.include_router(repos_manage_views.router)
     app.include_router(accounts_views.router)
     app.include_router(git_internal.router)
     app.include_router(git_views.router)
+    app.include_router(repos_views.router)  # last: its /{owner}/{repo} pages match broadly
+    app.include_router(storage_views.router)
 
     # Outermost first: request ids wrap everything; git's smart HTTP is answered before routing.
     app.add_middleware(GitHTTPMiddleware, settings=settings, database=database)

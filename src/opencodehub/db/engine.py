@@ -38,12 +38,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# FastAPI runs sync routes and dependencies on AnyIO's worker threads (40 by default). A request
+# holds its connection until its session dependency's teardown, which needs a worker thread too:
+# with fewer connections than threads, waiting requests can hold every thread while the holders
+# wait for one to tear down — a deadlock until the pool times out. So the pool can always serve
+# every worker thread at once, plus the event loop's own short uses.
+WORKER_THREADS = 40
+POOL_SIZE = 10
+POOL_MAX_OVERFLOW = WORKER_THREADS + 10 - POOL_SIZE
+
+
+def _size_pool(kwargs: dict[str, Any]) -> None:
+    if "poolclass" in kwargs:
+        return
+    kwargs.setdefault("pool_size", POOL_SIZE)
+    kwargs.setdefault("max_overflow", POOL_MAX_OVERFLOW)
+
+
 def build_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite"):
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _size_pool(kwargs)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 10}, **kwargs
         )
@@ -51,9 +69,7 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", 1800)
-    if "poolclass" not in kwargs:
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
+    _size_pool(kwargs)
     return create_engine(url, **kwargs)
 
 

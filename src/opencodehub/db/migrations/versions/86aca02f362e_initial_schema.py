@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 51d7d8daa188
+Revision ID: 86aca02f362e
 Revises:
-Create Date: 2026-11-27 17:52:18.278614
+Create Date: 2026-11-27 18:39:35.181174
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import opencodehub.db.base
 
-revision: str = "51d7d8daa188"
+revision: str = "86aca02f362e"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("company", sa.String(length=255), nullable=False),
         sa.Column("location", sa.String(length=255), nullable=False),
         sa.Column("website", sa.String(length=255), nullable=False),
+        sa.Column("public_email", sa.String(length=255), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=True),
         sa.Column("is_site_admin", sa.Boolean(), nullable=False),
         sa.Column("is_active", sa.Boolean(), nullable=False),
