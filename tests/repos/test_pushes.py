@@ -1,0 +1,369 @@
+"""Push policy (pre-receive) and push bookkeeping (post-receive)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+
+import pygit2
+import pytest
+from sqlalchemy import func, select
+
+from opencodehub.accounts.actor import Actor
+from opencodehub.accounts.models import User
+from opencodehub.config import Settings
+from opencodehub.core.errors import Forbidden
+from opencodehub.core.events import EventBus
+from opencodehub.db.engine import Database
+from opencodehub.repos import pushes, store
+from opencodehub.repos.models import CommitRecord, ProtectedBranch, PushRecord, Repository
+from opencodehub.repos.pushes import RefUpdate
+from tests.git.gitutil import create_repo, git_env
+
+ZERO = "0" * 40
+
+
+class Builder:
+    """Makes commits straight into the server's repository."""
+
+    def __init__(self, git_repo: pygit2.Repository) -> None:
+        self.git_repo = git_repo
+        self.clock = 1_700_000_000
+
+    def commit(self, parents: list[str], message: str, ref: str | None = None) -> str:
+        self.clock += 60
+        author = pygit2.Signature("Ann Author", "ann@example.com", self.clock, 0)
+        blob = self.git_repo.create_blob(message.encode())
+        builder = self.git_repo.TreeBuilder()
+        builder.insert("file.txt", blob, pygit2.GIT_FILEMODE_BLOB)
+        sha = self.git_repo.create_commit(
+            ref, author, author, f"{message}\n\nbody", builder.write(), parents
+        )
+        return str(sha)
+
+    def chain(self, parent: str | None, count: int, label: str) -> list[str]:
+        shas: list[str] = []
+        for index in range(count):
+            parents = [shas[-1]] if shas else ([parent] if parent else [])
+            shas.append(self.commit(parents, f"{label} {index}"))
+        return shas
+
+
+@pytest.fixture
+def setup(db: Database, settings: Settings, make_user: Callable[..., User]):
+    alice = make_user("alice")
+    repo = create_repo(db, settings, alice, "pushy")
+    git_repo = store.open_repository(settings, repo.id)
+    return repo, alice, git_repo, Builder(git_repo)
+
+
+def _set_ref(git_repo: pygit2.Repository, ref: str, sha: str) -> None:
+    git_repo.references.create(ref, sha, force=True)
+
+
+# check_push --------------------------------------------------------------------------------------
+
+
+def test_check_push_protected_branches(db: Database, setup) -> None:
+    repo, alice, git_repo, build = setup
+    base = build.chain(None, 2, "base")
+    ahead = build.commit([base[-1]], "ahead")
+    rewritten = build.commit([base[0]], "rewritten")
+    with db.session() as session:
+        session.add_all(
+            [
+                ProtectedBranch(repository_id=repo.id, pattern="main"),
+                ProtectedBranch(repository_id=repo.id, pattern="release/*"),
+                ProtectedBranch(
+                    repository_id=repo.id,
+                    pattern="loose",
+                    allow_force_pushes=True,
+                    allow_deletions=True,
+                ),
+            ]
+        )
+    with db.session() as session:
+        record = session.get(Repository, repo.id)
+        assert record is not None
+        actor = Actor(user=session.get(User, alice.id), method="password")
+
+        def check(*updates: RefUpdate) -> None:
+            pushes.check_push(session, record, actor, list(updates), git_repo=git_repo)
+
+        check(RefUpdate("refs/heads/main", base[-1], ahead))  # fast-forward
+        check(RefUpdate("refs/heads/release/1.0", ZERO, base[-1]))  # creation
+        check(RefUpdate("refs/heads/feature", base[-1], rewritten))  # unprotected force
+        check(RefUpdate("refs/heads/feature", base[-1], ZERO))  # unprotected deletion
+        check(
+            RefUpdate("refs/heads/loose", base[-1], rewritten),
+            RefUpdate("refs/heads/loose", base[-1], ZERO),
+        )
+        check(RefUpdate("refs/tags/v1", base[-1], rewritten))  # tags are not branches
+        check(RefUpdate("refs/heads/main", base[-1], base[-1]))
+
+        with pytest.raises(Forbidden, match="cannot force-push"):
+            check(RefUpdate("refs/heads/main", base[-1], rewritten))
+        with pytest.raises(Forbidden, match="refs/heads/release/2"):
+            check(RefUpdate("refs/heads/release/2", base[-1], base[0]))  # rewinding is a force
+        with pytest.raises(Forbidden, match="cannot delete a protected branch"):
+            check(RefUpdate("refs/heads/release/1.0", base[-1], ZERO))
+        with pytest.raises(Forbidden, match="default branch"):
+            check(RefUpdate("refs/heads/main", base[-1], ZERO))
+        with pytest.raises(Forbidden, match="managed by the server"):
+            check(RefUpdate("refs/pull/1/head", ZERO, base[-1]))
+        # A commit the repository cannot see is never taken for a fast-forward.
+        with pytest.raises(Forbidden, match="cannot force-push"):
+            check(RefUpdate("refs/heads/main", base[-1], "1" * 40))
+        # Case matters in patterns, as in branch names.
+        check(RefUpdate("refs/heads/MAIN", base[-1], rewritten))
+
+
+def test_check_push_archived(db: Database, setup) -> None:
+    repo, _alice, git_repo, build = setup
+    sha = build.commit([], "one")
+    with db.session() as session:
+        record = session.get(Repository, repo.id)
+        assert record is not None
+        record.is_archived = True
+        with pytest.raises(Forbidden, match="archived"):
+            pushes.check_push(
+                session, record, None, [RefUpdate("refs/heads/x", ZERO, sha)], git_repo=git_repo
+            )
+
+
+def test_quarantined_objects_are_seen_through_open_pushed_objects(
+    db: Database, settings: Settings, setup, tmp_path
+) -> None:
+    repo, _alice, git_repo, build = setup
+    base = build.commit([], "base", "refs/heads/main")
+    with db.session() as session:
+        session.add(ProtectedBranch(repository_id=repo.id, pattern="main"))
+    repo_path = store.repository_path(settings, repo.id)
+    quarantine = repo_path / "objects" / "tmp_objdir-incoming-test"
+    quarantine.mkdir()
+    env = git_env(tmp_path / "home")
+    env.update(
+        GIT_DIR=str(repo_path),
+        GIT_OBJECT_DIRECTORY=str(quarantine),
+        GIT_ALTERNATE_OBJECT_DIRECTORIES=str(repo_path / "objects"),
+    )
+    tree = subprocess.run(
+        ["git", "rev-parse", f"{base}^{{tree}}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    pushed = subprocess.run(
+        ["git", "commit-tree", tree, "-p", base, "-m", "quarantined"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    update = RefUpdate("refs/heads/main", base, pushed)
+    with db.session() as session:
+        record = session.get(Repository, repo.id)
+        assert record is not None
+        # Without the quarantine the new commit is invisible, so nothing proves a fast-forward.
+        with pytest.raises(Forbidden):
+            pushes.check_push(session, record, None, [update], git_repo=git_repo)
+        seeing = pushes.open_pushed_objects(settings, repo.id, str(quarantine))
+        pushes.check_push(session, record, None, [update], git_repo=seeing)
+
+    for outside in (str(tmp_path), str(repo_path / "objects"), str(quarantine) + "/../../..", "/"):
+        with pytest.raises(ValueError):
+            pushes.open_pushed_objects(settings, repo.id, outside)
+    assert os.path.isdir(quarantine)
+
+
+# record_push -------------------------------------------------------------------------------------
+
+
+def _rows(db: Database, repo: Repository) -> list[CommitRecord]:
+    with db.session() as session:
+        return list(
+            session.scalars(select(CommitRecord).where(CommitRecord.repository_id == repo.id))
+        )
+
+
+def _record(db: Database, settings: Settings, repo: Repository, pusher: User | None, updates, **kw):
+    with db.session() as session:
+        record = session.get(Repository, repo.id)
+        assert record is not None
+        return pushes.record_push(session, settings, record, pusher, updates, **kw)
+
+
+def test_record_push_indexes_only_new_commits(db: Database, settings: Settings, setup) -> None:
+    repo, alice, git_repo, build = setup
+    main = build.chain(None, 5, "main")
+    _set_ref(git_repo, "refs/heads/main", main[-1])
+    result = _record(db, settings, repo, alice, [RefUpdate("refs/heads/main", ZERO, main[-1])])
+    assert result.commits_indexed == 5
+    rows = _rows(db, repo)
+    assert {row.sha for row in rows} == set(main)
+    sample = next(row for row in rows if row.sha == main[0])
+    assert (sample.author_name, sample.author_email, sample.summary) == (
+        "Ann Author",
+        "ann@example.com",
+        "main 0",
+    )
+    assert sample.authored_at.timestamp() == 1_700_000_060
+
+    topic = build.chain(main[2], 3, "topic")
+    _set_ref(git_repo, "refs/heads/topic", topic[-1])
+    more = build.chain(main[-1], 2, "more")
+    _set_ref(git_repo, "refs/heads/main", more[-1])
+    result = _record(
+        db,
+        settings,
+        repo,
+        alice,
+        [
+            RefUpdate("refs/heads/topic", ZERO, topic[-1]),
+            RefUpdate("refs/heads/main", main[-1], more[-1]),
+        ],
+    )
+    assert result.commits_indexed == 5
+    assert len(_rows(db, repo)) == 10
+
+    # Two branches created at the same new commit: its history is indexed once, not hidden.
+    shared = build.chain(main[-1], 2, "shared")
+    _set_ref(git_repo, "refs/heads/a", shared[-1])
+    _set_ref(git_repo, "refs/heads/b", shared[-1])
+    result = _record(
+        db,
+        settings,
+        repo,
+        alice,
+        [RefUpdate("refs/heads/a", ZERO, shared[-1]), RefUpdate("refs/heads/b", ZERO, shared[-1])],
+    )
+    assert result.commits_indexed == 2
+
+    # A force push and a tag: recorded, forced flagged, tags never indexed on their own.
+    rewritten = build.commit([main[0]], "rewritten")
+    _set_ref(git_repo, "refs/heads/topic", rewritten)
+    tagged = build.commit([], "only tagged")
+    _set_ref(git_repo, "refs/tags/v1", tagged)
+    _record(
+        db,
+        settings,
+        repo,
+        None,
+        [
+            RefUpdate("refs/heads/topic", topic[-1], rewritten),
+            RefUpdate("refs/tags/v1", ZERO, tagged),
+        ],
+    )
+    shas = {row.sha for row in _rows(db, repo)}
+    assert rewritten in shas and tagged not in shas
+    with db.session() as session:
+        forced = session.scalar(select(PushRecord.forced).where(PushRecord.new_sha == rewritten))
+        assert forced is True
+        assert (
+            session.scalar(select(PushRecord.pusher_id).where(PushRecord.new_sha == tagged)) is None
+        )
+
+
+def test_record_push_continues_a_capped_index(
+    db: Database, settings: Settings, setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, alice, git_repo, build = setup
+    monkeypatch.setattr(pushes, "COMMIT_INDEX_PUSH_LIMIT", 7)
+    monkeypatch.setattr(pushes, "COMMIT_INDEX_BATCH", 3)
+    monkeypatch.setattr(pushes, "COMMIT_INDEX_CHUNK", 6)
+    history = build.chain(None, 25, "import")
+    _set_ref(git_repo, "refs/heads/main", history[-1])
+    result = _record(db, settings, repo, alice, [RefUpdate("refs/heads/main", ZERO, history[-1])])
+    assert result.commits_indexed == 7
+    assert result.pending_index is not None
+    # The newest commits are the ones indexed first.
+    assert {row.sha for row in _rows(db, repo)} == set(history[-7:])
+    assert pushes.continue_commit_index(db, settings, result.pending_index) == 18
+    assert {row.sha for row in _rows(db, repo)} == set(history)
+    # Running it again (a retry) inserts nothing twice.
+    assert pushes.continue_commit_index(db, settings, result.pending_index) == 0
+
+
+def test_record_push_updates_the_repository(db: Database, settings: Settings, setup) -> None:
+    repo, alice, git_repo, build = setup
+    sha = build.commit([], "first")
+    _set_ref(git_repo, "refs/heads/develop", sha)
+    _set_ref(git_repo, "refs/heads/zeta", sha)
+    _record(
+        db,
+        settings,
+        repo,
+        alice,
+        [RefUpdate("refs/heads/zeta", ZERO, sha), RefUpdate("refs/heads/develop", ZERO, sha)],
+    )
+    with db.session() as session:
+        record = session.get(Repository, repo.id)
+        assert record is not None
+        assert record.default_branch == "zeta"  # the first pushed, as on GitHub
+        assert record.is_empty is False
+        assert record.pushed_at is not None
+        assert record.size_kb == store.disk_usage_kb(settings, repo.id)
+    assert store.open_repository(settings, repo.id).head.name == "refs/heads/zeta"
+
+    # Once the repository has history, a push never moves the default branch.
+    other = build.commit([sha], "second")
+    _set_ref(git_repo, "refs/heads/main", other)
+    _record(db, settings, repo, alice, [RefUpdate("refs/heads/main", ZERO, other)])
+    with db.session() as session:
+        assert session.get(Repository, repo.id).default_branch == "zeta"  # type: ignore[union-attr]
+
+    # Deleting every branch makes the repository empty again.
+    for name in ("develop", "zeta", "main"):
+        git_repo.references.delete(f"refs/heads/{name}")
+    _record(
+        db,
+        settings,
+        repo,
+        alice,
+        [RefUpdate(f"refs/heads/{n}", sha, ZERO) for n in ("develop", "zeta", "main")],
+    )
+    with db.session() as session:
+        assert session.get(Repository, repo.id).is_empty is True  # type: ignore[union-attr]
+
+
+def test_push_event_is_published_after_commit_only(db: Database, settings: Settings, setup) -> None:
+    repo, alice, git_repo, build = setup
+    bus = EventBus()
+    seen: list[dict] = []
+    arrived = threading.Event()
+    bus.subscribe("push", lambda payload: (seen.append(payload), arrived.set()))
+    sha = build.commit([], "first")
+    _set_ref(git_repo, "refs/heads/main", sha)
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), db.session() as session:
+        record = session.get(Repository, repo.id)
+        assert record is not None
+        pushes.record_push(
+            session, settings, record, alice, [RefUpdate("refs/heads/main", ZERO, sha)], events=bus
+        )
+        raise Abort
+    assert bus.flush()
+    assert seen == []
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(PushRecord)) == 0
+
+    _record(db, settings, repo, alice, [RefUpdate("refs/heads/main", ZERO, sha)], events=bus)
+    assert arrived.wait(5)
+    assert seen[0]["repository"] == "alice/pushy"
+    assert seen[0]["pusher_id"] == alice.id
+    assert seen[0]["commits_indexed"] == 1
+    assert seen[0]["updates"][0]["after"] == sha
+    bus.close()
+
+
+def test_ref_update_properties() -> None:
+    create = RefUpdate("refs/heads/a/b", ZERO, "1" * 40)
+    assert create.is_create and not create.is_delete and create.branch == "a/b"
+    delete = RefUpdate("refs/tags/v1", "1" * 40, "0" * 64)
+    assert delete.is_delete and delete.branch is None
