@@ -923,6 +923,7 @@ class AccountNameConvertor(Convertor[str]):
 register_url_convertor("account_name", AccountNameConvertor())
 
 PROFILE_REPOSITORIES_PER_PAGE = 30
+_HAS_SCHEME = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 @router.get("/{owner:account_name}")
@@ -963,9 +964,12 @@ def profile(
 
 
 def _website_url(website: str) -> str | None:
-    """The profile's website as a link target: only http(s), so no `javascript:` survives."""
-    if not website:
+    """The profile's website as a link target: http(s) only, so no `javascript:` (or any other
+    scheme) survives, whatever the column holds."""
+    if not website or any(ord(char) < 0x21 for char in website):
         return None
-    target = website if "://" in website else f"https://{website}"
+    target = website if _HAS_SCHEME.match(website) else f"http://{website}"
     parts = urlsplit(target)
-    return target if parts.scheme in ("http", "https") and parts.netloc else None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return target
