@@ -78,6 +78,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         drop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """argon2id at production cost takes tens of milliseconds per hash, and the suite creates
+    thousands of accounts. The algorithm stays; only its cost drops. Tests of rehashing build
+    their own hashers."""
+    from argon2 import PasswordHasher
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    saved = accounts.password_hasher, accounts._DUMMY_HASH
+    accounts.password_hasher = cheap
+    accounts._DUMMY_HASH = cheap.hash("dummy-password")
+    yield
+    accounts.password_hasher, accounts._DUMMY_HASH = saved
+
+
 @pytest.fixture(params=ENGINES)
 def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database with no tables, for tests of migrations and the CLI."""

@@ -72,6 +72,11 @@ def serve(
         overrides["ssh_enabled"] = False
     if overrides:
         settings = settings.model_copy(update=overrides)
+    if settings.workers > 1:
+        from opencodehub.serve import run_multiprocess
+
+        run_multiprocess(settings, migrate=not skip_migrate)
+        return
     asyncio.run(run_server(settings, migrate=not skip_migrate))
 
 

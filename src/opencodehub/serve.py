@@ -75,3 +75,48 @@ async def run_ssh_only(settings: Settings) -> None:
     server = await start_ssh_server(settings, database)
     log.info("ssh server listening", port=settings.ssh_port)
     await server.wait_closed()
+
+
+def run_multiprocess(settings: Settings, *, migrate: bool = True) -> None:
+    """`OCH_WORKERS` > 1: uvicorn's supervisor runs that many app processes on one socket, and
+    the SSH server runs in a child process of its own (`opencodehub ssh`)."""
+    import os
+    import subprocess
+
+    from opencodehub.db import migrate as migrations
+
+    configure_logging(settings.log_level, settings.log_format)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate:
+        database = Database(settings.effective_database_url)
+        migrations.upgrade(database)
+        database.dispose()
+    # Workers build their app from the environment, so command-line overrides travel there.
+    os.environ.update(
+        {
+            "OCH_HTTP_HOST": settings.http_host,
+            "OCH_HTTP_PORT": str(settings.http_port),
+            "OCH_DATA_DIR": str(settings.data_dir),
+        }
+    )
+    ssh_child = None
+    if settings.ssh_enabled:
+        ssh_child = subprocess.Popen([sys.executable, "-m", "opencodehub", "ssh"])
+    _announce(settings)
+    try:
+        uvicorn.run(
+            "opencodehub.app:create_app",
+            factory=True,
+            host=settings.http_host,
+            port=settings.http_port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            server_header=False,
+            timeout_keep_alive=30,
+        )
+    finally:
+        if ssh_child is not None:
+            ssh_child.terminate()
+            ssh_child.wait(timeout=10)

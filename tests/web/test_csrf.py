@@ -166,12 +166,14 @@ def _state_changing_routes(
 
 def test_every_html_post_route_is_csrf_protected(client: TestClient) -> None:
     """A safety net for every domain: a new HTML form route without `CsrfProtected` fails here.
-    The REST API (token auth, no cookies) and the hooks' internal channel are not HTML forms."""
+    Exempt, because no cookie authorizes them: the REST API (token auth), the hooks' internal
+    channel (HMAC token), signed storage transfers and Git LFS transfers (signed URLs)."""
     routes = _state_changing_routes(client.app.routes)
     html_routes = [
         (path, protected)
         for path, protected in routes
-        if not path.startswith(("/api/", "/internal/"))
+        if not path.startswith(("/api/", "/internal/", "/-/storage/"))
+        and "/info/lfs/" not in path
     ]
     assert ("/logout", True) in html_routes
     assert ("/settings/keys", True) in html_routes

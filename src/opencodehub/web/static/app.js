@@ -76,3 +76,82 @@
     event.detail.headers["X-CSRF-Token"] = csrfToken();
   });
 })();
+
+// Code browsing: linkable line ranges (#L10-L20, shift-click extends), the branch/tag filter,
+// and README heading links (#slug scrolls to the sanitized id="user-content-slug").
+(function () {
+  "use strict";
+
+  var anchor = null;
+
+  function parseRange(hash) {
+    var match = /^#L(\d+)(?:-L(\d+))?$/.exec(hash || "");
+    if (!match) return null;
+    var start = parseInt(match[1], 10);
+    var end = match[2] ? parseInt(match[2], 10) : start;
+    return start <= end ? [start, end] : [end, start];
+  }
+
+  function highlightRange(range, scroll) {
+    document.querySelectorAll("tr.line-selected").forEach(function (row) {
+      row.classList.remove("line-selected");
+    });
+    if (!range) return;
+    for (var line = range[0]; line <= range[1] && line - range[0] < 100000; line++) {
+      var row = document.getElementById("L" + line);
+      if (row) row.classList.add("line-selected");
+    }
+    var first = document.getElementById("L" + range[0]);
+    if (first && scroll) first.scrollIntoView({ block: "center" });
+  }
+
+  function onHash(scroll) {
+    var range = parseRange(location.hash);
+    if (range) {
+      anchor = range[0];
+      highlightRange(range, scroll);
+      return;
+    }
+    var id = decodeURIComponent((location.hash || "").slice(1));
+    if (id && !document.getElementById(id)) {
+      var target = document.getElementById("user-content-" + id);
+      if (target && scroll) target.scrollIntoView();
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target instanceof Element ? event.target : null;
+    var link = target ? target.closest("a[data-line]") : null;
+    if (!link) return;
+    event.preventDefault();
+    var line = parseInt(link.getAttribute("data-line"), 10);
+    var hash = "#L" + line;
+    if (event.shiftKey && anchor !== null && anchor !== line) {
+      var low = Math.min(anchor, line);
+      var high = Math.max(anchor, line);
+      hash = "#L" + low + "-L" + high;
+    } else {
+      anchor = line;
+    }
+    history.replaceState(null, "", hash);
+    highlightRange(parseRange(hash), false);
+  });
+
+  document.addEventListener("input", function (event) {
+    var input = event.target;
+    if (!(input instanceof HTMLInputElement) || !input.hasAttribute("data-ref-filter")) return;
+    var needle = input.value.toLowerCase();
+    var panel = input.closest(".menu-panel");
+    if (!panel) return;
+    panel.querySelectorAll("[data-ref-item]").forEach(function (item) {
+      item.hidden = needle !== "" && item.textContent.toLowerCase().indexOf(needle) === -1;
+    });
+  });
+
+  window.addEventListener("hashchange", function () { onHash(true); });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { onHash(true); });
+  } else {
+    onHash(true);
+  }
+})();
