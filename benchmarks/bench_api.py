@@ -161,9 +161,8 @@ def main() -> None:
     print(f"serve ready in          {ready_s:.2f} s")
     print(f"idle RSS                {idle_rss:.1f} MB")
     print(f"RSS after load          {loaded_rss:.1f} MB")
-    print(
-        f"GET /api/v3/user, {args.connections} connections, {args.duration} s, workers={args.workers}"
-    )
+    load = f"{args.connections} connections, {args.duration} s, workers={args.workers}"
+    print(f"GET /api/v3/user, {load}")
     print(f"  requests/s            {figures['rps']:.0f}")
     for key in ("p50_ms", "p90_ms", "p99_ms"):
         if key in figures:

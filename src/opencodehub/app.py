@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from opencodehub import __version__, ops
 from opencodehub.accounts import api as accounts_api
 from opencodehub.accounts import views as accounts_views
+from opencodehub.avatars import views as avatars_views
 from opencodehub.config import Settings, get_settings
 from opencodehub.core.errors import DOCS_URL, OCHError
 from opencodehub.core.events import build_event_bus
@@ -24,6 +25,7 @@ from opencodehub.db.engine import WORKER_THREADS, Database
 from opencodehub.git import internal as git_internal
 from opencodehub.git import views as git_views
 from opencodehub.git.http import GitHTTPMiddleware
+from opencodehub.lfs import api as lfs_api
 from opencodehub.repos import api as repos_api
 from opencodehub.repos import manage_views as repos_manage_views
 from opencodehub.repos import views as repos_views
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # The database pool is sized for exactly this many worker threads (see db/engine.py).
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         yield
+        app.state.events.close()
         database.dispose()
 
     app = FastAPI(
@@ -137,8 +140,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(accounts_views.router)
     app.include_router(git_internal.router)
     app.include_router(git_views.router)
-    app.include_router(repos_views.router)  # last: its /{owner}/{repo} pages match broadly
+    app.include_router(lfs_api.router)
+    app.include_router(avatars_views.router)
     app.include_router(storage_views.router)
+    app.include_router(repos_views.router)  # last: its /{owner}/{repo} pages match broadly
 
     # Outermost first: request ids wrap everything; git's smart HTTP is answered before routing.
     app.add_middleware(GitHTTPMiddleware, settings=settings, database=database)

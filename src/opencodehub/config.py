@@ -73,9 +73,13 @@ class Settings(BaseSettings):
     storage_chunk_size: int = 8 * 1024 * 1024  # bytes per uploaded part/block/chunk
     storage_upload_concurrency: int = 4  # parts in flight per S3/Azure upload
 
+    # Avatars: a Gravatar-compatible base URL (Gravatar, Libravatar) to look up; "" is off
+    avatar_gravatar: str = ""
+
     # Git
     git_binary: str = "git"
     git_max_push_bytes: int = Field(default=0, description="0 means no limit")
+    lfs_max_object_size: int = 5 * 1024**3  # bytes; larger LFS objects are refused (413)
 
     @field_validator("data_dir", mode="after")
     @classmethod

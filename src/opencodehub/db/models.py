@@ -2,6 +2,7 @@
 
 from opencodehub.accounts import models as accounts_models
 from opencodehub.db.base import Base
+from opencodehub.lfs import models as lfs_models
 from opencodehub.repos import models as repos_models
 
-__all__ = ["Base", "accounts_models", "repos_models"]
+__all__ = ["Base", "accounts_models", "lfs_models", "repos_models"]

@@ -17,6 +17,7 @@ import binascii
 import contextlib
 import fcntl
 import hmac
+import json
 import os
 import signal
 import stat
@@ -41,11 +42,16 @@ from opencodehub.core.logging import get_logger
 from opencodehub.db.engine import Database
 from opencodehub.git.commands import GIT_SERVICES, service_argv, service_env, valid_git_protocol
 from opencodehub.git.ssh_commands import (
+    LFS_AUTHENTICATE,
     SHELL_REFUSAL,
     CommandRefused,
     GitCommand,
+    LFSAuthenticateCommand,
+    is_lfs_authenticate,
     parse_git_command,
+    parse_lfs_authenticate,
 )
+from opencodehub.lfs import service as lfs
 from opencodehub.repos import service as repos
 from opencodehub.repos import store
 from opencodehub.repos.models import Repository
@@ -295,6 +301,28 @@ class _Gateway:
                 cwd=repo_path,
             )
 
+    def lfs_authenticate(self, actor: Actor, command: LFSAuthenticateCommand) -> bytes:
+        """The JSON answer to `git-lfs-authenticate`: the LFS API's URL and a short-lived token
+        for this actor, repository and operation. Raises CommandRefused as `prepare` does."""
+        with self.database.session() as session:
+            try:
+                answer = lfs.ssh_authenticate(
+                    session,
+                    self.settings,
+                    actor,
+                    command.owner,
+                    command.repo,
+                    "upload" if command.operation == "upload" else "download",
+                )
+            except NotFound:
+                raise CommandRefused(REPOSITORY_NOT_FOUND) from None
+            except lfs.ArchivedRepository:
+                raise CommandRefused(ARCHIVED) from None
+            except Forbidden:
+                as_git = GitCommand(LFS_AUTHENTICATE, command.owner, command.repo)
+                raise CommandRefused(self._denial(session, actor, as_git)) from None
+        return json.dumps(answer).encode() + b"\n"
+
     @staticmethod
     def _denial(session: Session, actor: Actor, command: GitCommand) -> str:
         if actor.user is None:
@@ -403,6 +431,13 @@ class _GitSession(asyncssh.SSHServerSession[bytes]):
                 return
             if self._command is None:
                 self._refuse(await asyncio.to_thread(self._gateway.greeting, actor))
+                return
+            if is_lfs_authenticate(self._command):
+                lfs_command = parse_lfs_authenticate(self._command)
+                answer = await asyncio.to_thread(self._gateway.lfs_authenticate, actor, lfs_command)
+                if not self._closed:
+                    self._chan.write(answer)
+                    self._chan.exit(0)
                 return
             command = parse_git_command(self._command)
             git_protocol = valid_git_protocol(self._chan.get_environment().get("GIT_PROTOCOL"))

@@ -95,6 +95,48 @@ def parse_git_command(command: str) -> GitCommand:
     )
 
 
+# `git-lfs-authenticate <path> upload|download`, as git-lfs sends it on SSH remotes.
+LFS_AUTHENTICATE = "git-lfs-authenticate"
+INVALID_LFS_COMMAND = (
+    "ERROR: Invalid command. git-lfs-authenticate takes one repository path (owner/repository.git) "
+    "and upload or download."
+)
+_LFS_RE = re.compile(
+    r"\Agit-lfs-authenticate (?P<path>'[^']*'|\"[^\"]*\"|[^ '\"]+) (?P<operation>upload|download)\Z"
+)
+
+
+@dataclass(frozen=True)
+class LFSAuthenticateCommand:
+    """`git-lfs-authenticate` for `owner/repo` (without `.git`) and one operation."""
+
+    owner: str
+    repo: str
+    operation: str  # "upload" or "download"
+
+
+def is_lfs_authenticate(command: str | None) -> bool:
+    return isinstance(command, str) and command.split(" ", 1)[0] == LFS_AUTHENTICATE
+
+
+def parse_lfs_authenticate(command: str) -> LFSAuthenticateCommand:
+    """Parse `git-lfs-authenticate <path> upload|download`; CommandRefused otherwise."""
+    if len(command) > MAX_COMMAND_LENGTH:
+        raise CommandRefused(INVALID_LFS_COMMAND)
+    match = _LFS_RE.match(command)
+    if match is None:
+        raise CommandRefused(INVALID_LFS_COMMAND)
+    path_match = _PATH_RE.match(_unquote(match.group("path")))
+    if path_match is None or ".." in path_match.group(0):
+        raise CommandRefused(INVALID_LFS_COMMAND)
+    repo = strip_git_suffix(path_match.group("repo"))
+    if not repo or repo in (".", "..") or repo.startswith("-"):
+        raise CommandRefused(INVALID_LFS_COMMAND)
+    return LFSAuthenticateCommand(
+        owner=path_match.group("owner"), repo=repo, operation=match.group("operation")
+    )
+
+
 def _unquote(argument: str) -> str:
     """Remove one pair of matching single or double quotes around the whole argument.
 

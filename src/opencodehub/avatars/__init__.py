@@ -1,0 +1,1 @@
+"""Avatars of users and organizations: uploads made safe, identicons, optional Gravatar."""
