@@ -213,9 +213,7 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def make_user(db: Database) -> Callable[..., User]:
-    def make(
-        username: str = "alice", *, admin: bool = False, email: str | None = None
-    ) -> User:
+    def make(username: str = "alice", *, admin: bool = False, email: str | None = None) -> User:
         with db.session() as s:
             return accounts.create_user(
                 s,

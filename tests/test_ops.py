@@ -22,9 +22,10 @@ def test_metrics_exposes_request_counters(client: TestClient) -> None:
 
 
 def test_request_id_is_echoed_when_sane(client: TestClient) -> None:
-    assert client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers[
-        "x-request-id"
-    ] == "abc-123"
+    assert (
+        client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["x-request-id"]
+        == "abc-123"
+    )
     bogus = client.get("/healthz", headers={"X-Request-Id": "a b\x7f"}).headers["x-request-id"]
     assert bogus != "a b\x7f" and len(bogus) == 32
 

@@ -1,4 +1,4 @@
-"""Settings: environment variables prefixed `OCH_`, then an optional `opencodehub.toml`, then defaults.
+"""Settings: `OCH_` environment variables, then an optional `opencodehub.toml`, then defaults.
 
 Every process role reads the same `Settings`; nothing else in the package reads the environment.
 """

@@ -91,9 +91,7 @@ def get_actor(request: Request, session: SessionDep) -> Actor:
         web_session = accounts.get_web_session(
             session, request.cookies.get(accounts.SESSION_COOKIE)
         )
-        actor = (
-            Actor(user=web_session.user, method="session") if web_session else Actor.anonymous()
-        )
+        actor = Actor(user=web_session.user, method="session") if web_session else Actor.anonymous()
         request.state.web_session = web_session
     request.state.actor = actor
     return actor

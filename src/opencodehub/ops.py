@@ -16,9 +16,7 @@ from opencodehub.core.logging import get_logger
 router = APIRouter(include_in_schema=False)
 log = get_logger("opencodehub.http")
 
-REQUESTS = Counter(
-    "och_http_requests_total", "HTTP requests served", ["method", "route", "status"]
-)
+REQUESTS = Counter("och_http_requests_total", "HTTP requests served", ["method", "route", "status"])
 LATENCY = Histogram(
     "och_http_request_duration_seconds",
     "Time to the response's first byte",

@@ -172,8 +172,7 @@ def test_every_html_post_route_is_csrf_protected(client: TestClient) -> None:
     html_routes = [
         (path, protected)
         for path, protected in routes
-        if not path.startswith(("/api/", "/internal/", "/-/storage/"))
-        and "/info/lfs/" not in path
+        if not path.startswith(("/api/", "/internal/", "/-/storage/")) and "/info/lfs/" not in path
     ]
     assert ("/logout", True) in html_routes
     assert ("/settings/keys", True) in html_routes

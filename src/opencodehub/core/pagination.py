@@ -29,7 +29,9 @@ class Page:
         return self.per_page
 
 
-def link_header(url: str, params: dict[str, str], page: Page, total: int | None, has_next: bool) -> str:
+def link_header(
+    url: str, params: dict[str, str], page: Page, total: int | None, has_next: bool
+) -> str:
     """The `Link` header for `url` (without its query) and the request's other parameters.
 
     `total` may be None when counting would cost a scan; then only next/prev are given.
