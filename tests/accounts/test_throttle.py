@@ -42,7 +42,7 @@ def test_throttle_blocks_after_max_failures_and_success_resets_account(
     with pytest.raises(LoginThrottled) as raised:
         throttle.check("10.0.0.2", account)  # another address: the account itself is locked
     assert raised.value.status_code == 429
-    assert 1 <= int(raised.value.headers["Retry-After"]) <= 300
+    assert int(raised.value.headers["Retry-After"]) in range(1, 301)
     assert "Too many failed sign-in attempts" in raised.value.message
     with pytest.raises(LoginThrottled):
         throttle.check("10.0.0.1", "login:account:user:2")  # the address is locked too
