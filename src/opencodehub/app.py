@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,8 +17,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from opencodehub import __version__, ops
 from opencodehub.accounts import api as accounts_api
 from opencodehub.accounts import views as accounts_views
+from opencodehub.accounts.jwt import api as jwt_api
+from opencodehub.accounts.security import api as security_api
+from opencodehub.accounts.security import views as security_views
+from opencodehub.accounts.sso import api as sso_api
+from opencodehub.accounts.sso import views as sso_views
+from opencodehub.actions import api as actions_api
+from opencodehub.actions import runner_api as actions_runner_api
+from opencodehub.actions import views as actions_views
 from opencodehub.avatars import views as avatars_views
 from opencodehub.config import Settings, get_settings
+from opencodehub.core.background import WorkerContext, run_jobs
 from opencodehub.core.errors import DOCS_URL, OCHError
 from opencodehub.core.events import build_event_bus
 from opencodehub.core.logging import configure_logging
@@ -25,8 +36,16 @@ from opencodehub.db.engine import WORKER_THREADS, Database
 from opencodehub.git import internal as git_internal
 from opencodehub.git import views as git_views
 from opencodehub.git.http import GitHTTPMiddleware
+from opencodehub.issues import api as issues_api
+from opencodehub.issues import views as issues_views
 from opencodehub.lfs import api as lfs_api
+from opencodehub.notifications import api as notifications_api
+from opencodehub.notifications import views as notifications_views
+from opencodehub.pulls import api as pulls_api
+from opencodehub.pulls import protection_api, review_api, review_views
+from opencodehub.pulls import views as pulls_views
 from opencodehub.repos import api as repos_api
+from opencodehub.repos import forks_api, statuses_api
 from opencodehub.repos import manage_views as repos_manage_views
 from opencodehub.repos import views as repos_views
 from opencodehub.storage import views as storage_views
@@ -99,7 +118,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def build_api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(accounts_api.enforce_rate_limit)])
     router.include_router(accounts_api.router)
+    router.include_router(sso_api.router)
+    router.include_router(security_api.router)
+    router.include_router(jwt_api.router)
     router.include_router(repos_api.router)
+    router.include_router(forks_api.router)
+    router.include_router(statuses_api.router)
+    router.include_router(issues_api.router)
+    router.include_router(pulls_api.router)
+    router.include_router(review_api.router)
+    router.include_router(protection_api.router)
+    router.include_router(notifications_api.router)
+    router.include_router(actions_api.router)
     return router
 
 
@@ -112,9 +142,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The database pool is sized for exactly this many worker threads (see db/engine.py).
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
-        yield
-        app.state.events.close()
-        database.dispose()
+        background: asyncio.Task[None] | None = None
+        if settings.run_background_jobs:
+            context = WorkerContext(settings, database, app.state.events)
+            background = asyncio.create_task(run_jobs(context), name="background-jobs")
+        try:
+            yield
+        finally:
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+            app.state.events.close()
+            database.dispose()
 
     app = FastAPI(
         title="OpenCodeHub",
@@ -138,11 +178,20 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     web_views.mount(app)
     app.include_router(repos_manage_views.router)
     app.include_router(accounts_views.router)
+    app.include_router(sso_views.router)
+    app.include_router(security_views.router)
+    app.include_router(jwt_api.wellknown_router)
+    app.include_router(notifications_views.router)
+    app.include_router(actions_runner_api.router)
     app.include_router(git_internal.router)
     app.include_router(git_views.router)
     app.include_router(lfs_api.router)
     app.include_router(avatars_views.router)
     app.include_router(storage_views.router)
+    app.include_router(issues_views.router)
+    app.include_router(pulls_views.router)
+    app.include_router(review_views.router)
+    app.include_router(actions_views.router)
     app.include_router(repos_views.router)  # last: its /{owner}/{repo} pages match broadly
 
     # Outermost first: request ids wrap everything; git's smart HTTP is answered before routing.

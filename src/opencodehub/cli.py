@@ -10,7 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from opencodehub.accounts.sso.cli import app as auth_source_app
+from opencodehub.actions.cli import app as actions_app
 from opencodehub.config import Settings, get_settings
+from opencodehub.runner.cli import app as runner_app
 
 if TYPE_CHECKING:
     from opencodehub.db.engine import Database
@@ -22,6 +25,9 @@ admin_app = typer.Typer(help="Administer users and tokens.", no_args_is_help=Tru
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(config_app, name="config")
+app.add_typer(runner_app, name="runner")
+app.add_typer(actions_app, name="actions")
+admin_app.add_typer(auth_source_app, name="auth-source")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -78,6 +84,33 @@ def serve(
         run_multiprocess(settings, migrate=not skip_migrate)
         return
     asyncio.run(run_server(settings, migrate=not skip_migrate))
+
+
+@app.command()
+def worker(
+    job: Annotated[
+        list[str] | None, typer.Option("--job", help="Run only these jobs (repeatable).")
+    ] = None,
+) -> None:
+    """Run the background jobs: CI scheduling, merge checks, indexing, clean-up."""
+    from opencodehub.core.background import WorkerContext, registered_jobs, run_jobs
+    from opencodehub.core.events import build_event_bus
+    from opencodehub.core.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    unknown = sorted(set(job or []) - set(registered_jobs()))
+    if unknown:
+        raise _fail(f"unknown background jobs: {', '.join(unknown)}")
+    database = _database(settings)
+    events = build_event_bus(settings.redis_url)
+    try:
+        asyncio.run(run_jobs(WorkerContext(settings, database, events), job or None))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        events.close()
+        database.dispose()
 
 
 @app.command()

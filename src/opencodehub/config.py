@@ -81,6 +81,25 @@ class Settings(BaseSettings):
     git_max_push_bytes: int = Field(default=0, description="0 means no limit")
     lfs_max_object_size: int = 5 * 1024**3  # bytes; larger LFS objects are refused (413)
 
+    # Background jobs (CI scheduling, merge checks, clean-up): run inside the app in embedded
+    # mode; turn off on app nodes when `opencodehub worker` processes run them instead.
+    run_background_jobs: bool = True
+
+    # Email (notifications); "" host means no email is sent
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = "OpenCodeHub <noreply@localhost>"
+    smtp_starttls: bool = True
+
+    # Account security
+    require_2fa_for_admins: bool = False
+
+    # Actions
+    actions_enabled: bool = True
+    actions_max_jobs_per_run: int = 256
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:

@@ -1,0 +1,1 @@
+"""Account security: two-factor authentication, sudo mode, the security audit log."""

@@ -1,0 +1,1 @@
+"""Workflow model, expressions, triggers, scheduling, the runner API, logs and secrets."""

@@ -1,0 +1,1 @@
+"""Issues, comments, labels and milestones (pull requests are issues too)."""

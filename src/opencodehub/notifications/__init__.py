@@ -1,0 +1,1 @@
+"""The notification inbox, watch settings and email delivery."""

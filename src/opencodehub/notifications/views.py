@@ -1,0 +1,7 @@
+"""Web pages for the notification inbox."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,1 @@
+"""Pull requests, reviews, merges and branch protection."""

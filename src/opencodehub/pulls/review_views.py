@@ -1,0 +1,7 @@
+"""Web endpoints for code review."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

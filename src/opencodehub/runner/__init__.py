@@ -1,0 +1,1 @@
+"""The runner agent and its executors. Imports nothing of the server but the protocol models."""
