@@ -73,8 +73,7 @@ def actor_from_authorization(session: Session, header: str) -> Actor:
     if scheme == "basic":
         actor = accounts.authenticate_basic(session, username, secret)
     else:
-        token = accounts.authenticate_token(session, secret)
-        actor = accounts.actor_for_token(token) if token else None
+        actor = accounts.actor_for_secret(session, secret)
     if actor is None:
         raise BadCredentials()
     return actor

@@ -7,7 +7,17 @@ from typing import Literal
 
 from opencodehub.accounts.models import User
 
-AuthMethod = Literal["anonymous", "password", "token", "session", "ssh_key", "deploy_key", "system"]
+AuthMethod = Literal[
+    "anonymous",
+    "password",
+    "token",
+    "session",
+    "ssh_key",
+    "deploy_key",
+    "system",
+    "jwt",
+    "job_token",
+]
 
 # GitHub's classic scopes and what each one implies.
 SCOPE_IMPLIES: dict[str, frozenset[str]] = {

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import secrets
 import string
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -267,14 +269,52 @@ def actor_for_token(token: AccessToken) -> Actor:
     )
 
 
-def authenticate_basic(session: Session, username: str, secret: str) -> Actor | None:
-    """HTTP Basic as git and the API use it: a password, or a PAT in place of one.
+# Other kinds of bearer secrets (signed JWTs, CI job tokens) are resolved by their own domains,
+# tried in this order after personal access tokens. Each takes (session, secret) and returns an
+# Actor, or None when the secret is not of its kind; a secret of its kind that fails verification
+# also returns None. Named here, imported lazily, so accounts depends on no other domain.
+TOKEN_RESOLVERS = (
+    "opencodehub.accounts.jwt.service:actor_for_jwt",
+    "opencodehub.actions.tokens:actor_for_job_token",
+)
 
-    With a PAT the username is not checked against the token's owner, as GitHub does not.
-    """
+
+def _token_resolvers() -> list[Callable[[Session, str], Actor | None]]:
+    resolvers = []
+    for dotted in TOKEN_RESOLVERS:
+        module_name, _, attribute = dotted.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        resolver = getattr(module, attribute, None)
+        if resolver is not None:
+            resolvers.append(resolver)
+    return resolvers
+
+
+def actor_for_secret(session: Session, secret: str) -> Actor | None:
+    """The actor a bearer secret stands for: a PAT, a JWT or a CI job token; None if none."""
     if looks_like_token(secret):
         token = authenticate_token(session, secret)
         return actor_for_token(token) if token else None
+    for resolver in _token_resolvers():
+        actor = resolver(session, secret)
+        if actor is not None:
+            return actor
+    return None
+
+
+def authenticate_basic(session: Session, username: str, secret: str) -> Actor | None:
+    """HTTP Basic as git and the API use it: a password, or a token in place of one.
+
+    With a token the username is not checked against the token's owner, as GitHub does not.
+    """
+    actor = actor_for_secret(session, secret)
+    if actor is not None or looks_like_token(secret):
+        return actor
     user = authenticate_password(session, username, secret)
     return Actor(user=user, method="password") if user else None
 
