@@ -26,7 +26,9 @@ log = get_logger("opencodehub.background")
 JOB_MODULES = (
     "opencodehub.repos.jobs",
     "opencodehub.issues.jobs",
+    "opencodehub.notifications.jobs",
     "opencodehub.pulls.jobs",
+    "opencodehub.pulls.review_jobs",
     "opencodehub.actions.jobs",
 )
 RESTART_DELAY_SECONDS = 1.0
