@@ -10,6 +10,11 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v chromium >/dev/null || need+=(chromium)
 command -v curl >/dev/null || need+=(curl)
 command -v npm >/dev/null || need+=(nodejs npm)
+# CI executors: Podman (Docker-compatible API) with runc, bubblewrap, and busybox for test images
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
+command -v bwrap >/dev/null || need+=(bubblewrap)
+[ -x /bin/busybox ] || need+=(busybox-static)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -28,3 +33,6 @@ if ! command -v azurite-blob >/dev/null && [ ! -x "$repo/.cache/azurite/node_mod
   echo "installing Azurite into $repo/.cache/azurite"
   npm install --silent --no-audit --no-fund --prefix "$repo/.cache/azurite" azurite@3 >/dev/null
 fi
+
+# oidc-provider (npm), the certified OpenID provider the SSO tests run on loopback.
+sh "$repo/tests/peers/install-oidc-provider.sh"
