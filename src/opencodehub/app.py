@@ -18,6 +18,8 @@ from opencodehub import __version__, ops
 from opencodehub.accounts import api as accounts_api
 from opencodehub.accounts import views as accounts_views
 from opencodehub.accounts.jwt import api as jwt_api
+from opencodehub.accounts.oauthapps import api as oauthapps_api
+from opencodehub.accounts.oauthapps import views as oauthapps_views
 from opencodehub.accounts.security import api as security_api
 from opencodehub.accounts.security import views as security_views
 from opencodehub.accounts.sso import api as sso_api
@@ -121,13 +123,16 @@ def build_api_router() -> APIRouter:
     router.include_router(sso_api.router)
     router.include_router(security_api.router)
     router.include_router(jwt_api.router)
+    router.include_router(oauthapps_api.router)
+    # Before repos_api and pulls_api: their `commits/{ref:path}`, `branches/{branch:path}` and
+    # `pulls/{number}` would otherwise match these routers' longer paths first.
+    router.include_router(statuses_api.router)
+    router.include_router(protection_api.router)
+    router.include_router(review_api.router)
     router.include_router(repos_api.router)
     router.include_router(forks_api.router)
-    router.include_router(statuses_api.router)
     router.include_router(issues_api.router)
     router.include_router(pulls_api.router)
-    router.include_router(review_api.router)
-    router.include_router(protection_api.router)
     router.include_router(notifications_api.router)
     router.include_router(actions_api.router)
     return router
@@ -181,6 +186,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(sso_views.router)
     app.include_router(security_views.router)
     app.include_router(jwt_api.wellknown_router)
+    app.include_router(oauthapps_views.router)
     app.include_router(notifications_views.router)
     app.include_router(actions_runner_api.router)
     app.include_router(git_internal.router)

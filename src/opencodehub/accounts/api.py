@@ -87,6 +87,10 @@ def enforce_rate_limit(
 
 
 def _token_scope_headers(session: Session, actor: Actor) -> dict[str, str]:
+    if actor.method == "oauth":
+        from opencodehub.accounts.oauthapps.service import scopes_header
+
+        return {"X-OAuth-Scopes": scopes_header(actor)}
     if actor.method != "token" or actor.token_id is None:
         return {}
     # Authentication loaded the token into this request's session: this is no extra query.

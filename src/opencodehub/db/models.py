@@ -2,6 +2,7 @@
 
 from opencodehub.accounts import models as accounts_models
 from opencodehub.accounts.jwt import models as jwt_models
+from opencodehub.accounts.oauthapps import models as oauthapps_models
 from opencodehub.accounts.security import models as security_models
 from opencodehub.accounts.sso import models as sso_models
 from opencodehub.actions import models as actions_models
@@ -10,6 +11,7 @@ from opencodehub.issues import models as issues_models
 from opencodehub.lfs import models as lfs_models
 from opencodehub.notifications import models as notifications_models
 from opencodehub.pulls import models as pulls_models
+from opencodehub.pulls import review_models as review_models
 from opencodehub.repos import models as repos_models
 
 __all__ = [
@@ -20,8 +22,10 @@ __all__ = [
     "jwt_models",
     "lfs_models",
     "notifications_models",
+    "oauthapps_models",
     "pulls_models",
     "repos_models",
+    "review_models",
     "security_models",
     "sso_models",
 ]
