@@ -18,10 +18,12 @@ from opencodehub import __version__, ops
 from opencodehub.accounts import api as accounts_api
 from opencodehub.accounts import views as accounts_views
 from opencodehub.accounts.jwt import api as jwt_api
+from opencodehub.accounts.jwt import service as jwt_service
 from opencodehub.accounts.oauthapps import api as oauthapps_api
 from opencodehub.accounts.oauthapps import views as oauthapps_views
 from opencodehub.accounts.security import api as security_api
 from opencodehub.accounts.security import views as security_views
+from opencodehub.accounts.security.middleware import AdminTwoFactorMiddleware
 from opencodehub.accounts.sso import api as sso_api
 from opencodehub.accounts.sso import views as sso_views
 from opencodehub.actions import api as actions_api
@@ -173,6 +175,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.db = database
     app.state.rate_limiter = build_rate_limiter(settings.redis_url)
     app.state.events = build_event_bus(settings.redis_url)
+    # Token resolvers see only (session, secret): JWT checks find the issuer and keys this way.
+    jwt_service.bind_settings(database.engine, settings)
 
     app.add_exception_handler(OCHError, _och_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -201,6 +205,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(repos_views.router)  # last: its /{owner}/{repo} pages match broadly
 
     # Outermost first: request ids wrap everything; git's smart HTTP is answered before routing.
+    app.add_middleware(AdminTwoFactorMiddleware, settings=settings, database=database)
     app.add_middleware(GitHTTPMiddleware, settings=settings, database=database)
     app.add_middleware(ops.RequestContextMiddleware)
     return app

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from opencodehub.accounts.jwt import cli as jwt_cli
 from opencodehub.accounts.sso.cli import app as auth_source_app
 from opencodehub.actions.cli import app as actions_app
 from opencodehub.config import Settings, get_settings
@@ -28,6 +29,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(runner_app, name="runner")
 app.add_typer(actions_app, name="actions")
 admin_app.add_typer(auth_source_app, name="auth-source")
+admin_app.command("jwt-rotate")(jwt_cli.jwt_rotate)
 
 console = Console()
 err_console = Console(stderr=True)

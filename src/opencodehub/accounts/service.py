@@ -274,6 +274,7 @@ def actor_for_token(token: AccessToken) -> Actor:
 # Actor, or None when the secret is not of its kind; a secret of its kind that fails verification
 # also returns None. Named here, imported lazily, so accounts depends on no other domain.
 TOKEN_RESOLVERS = (
+    "opencodehub.accounts.oauthapps.service:actor_for_oauth_token",
     "opencodehub.accounts.jwt.service:actor_for_jwt",
     "opencodehub.actions.tokens:actor_for_job_token",
 )
@@ -311,12 +312,19 @@ def authenticate_basic(session: Session, username: str, secret: str) -> Actor | 
     """HTTP Basic as git and the API use it: a password, or a token in place of one.
 
     With a token the username is not checked against the token's owner, as GitHub does not.
+    A password is refused (with a message saying so) for an account with two-factor
+    authentication: it would bypass the second factor.
     """
     actor = actor_for_secret(session, secret)
     if actor is not None or looks_like_token(secret):
         return actor
     user = authenticate_password(session, username, secret)
-    return Actor(user=user, method="password") if user else None
+    if user is None:
+        return None
+    from opencodehub.accounts.security.service import refuse_password_if_two_factor
+
+    refuse_password_if_two_factor(session, user)
+    return Actor(user=user, method="password")
 
 
 # Web sessions ----------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ from opencodehub.accounts import service as accounts
 from opencodehub.accounts.actor import SCOPE_IMPLIES, Actor, expand_scopes
 from opencodehub.accounts.models import AccountKind, OrgRole, Permission, Team, User
 from opencodehub.accounts.names import RESERVED_USERNAMES, USERNAME_RE
+from opencodehub.accounts.security import audit, sudo
+from opencodehub.accounts.security import service as security
+from opencodehub.accounts.security.sudo import RequireSudo
 from opencodehub.accounts.throttle import LoginThrottle, LoginThrottled, account_key
 from opencodehub.config import Settings
 from opencodehub.core.errors import FieldError, NotFound, ValidationFailed
@@ -62,23 +65,79 @@ def set_session_cookie(response: Response, settings: Settings, value: str) -> No
 
 
 def sign_in_response(
-    request: Request, session: Session, settings: Settings, user_id: int, target: str
+    request: Request,
+    session: Session,
+    settings: Settings,
+    user_id: int,
+    target: str,
+    *,
+    method: str = "password",
 ) -> RedirectResponse:
-    """Start a fresh browser session (ending the one the browser had) and redirect."""
+    """Finish the first step of a sign-in (password, external provider) and redirect.
+
+    An account with a second factor is sent to the two-factor challenge, a site admin who must
+    have one (`require_2fa_for_admins`) to enrol it; the browser then holds only a signed,
+    five-minute "pending sign-in" cookie, and the real session starts after that step. Every
+    other account gets a fresh browser session now. `method` names the first step in the
+    security log ("password", "github", "oidc:corp", …).
+    """
     user = session.get(User, user_id)
     assert user is not None
+    purpose = None
+    if security.has_two_factor(session, user):
+        purpose = "challenge"
+    elif security.admin_needs_enrolment(session, user, settings.require_2fa_for_admins):
+        purpose = "enrol"
+    if purpose is None:
+        return start_signed_in_session(request, session, settings, user, target, method=method)
+    pending = security.new_pending(settings.secret, user.id, method, target, purpose)
+    location = "/login/two-factor" if purpose == "challenge" else "/login/two-factor/enrol"
+    response = RedirectResponse(location, status_code=303)
+    # The browser's old session ends now: a half-finished sign-in must not leave it usable.
     accounts.end_web_session(session, request.cookies.get(accounts.SESSION_COOKIE))
-    _, cookie_value = accounts.start_web_session(
+    response.delete_cookie(accounts.SESSION_COOKIE, path="/")
+    response.set_cookie(
+        security.PENDING_COOKIE,
+        pending,
+        max_age=security.PENDING_LIFETIME_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
+    return response
+
+
+def start_signed_in_session(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    user: User,
+    target: str,
+    *,
+    method: str,
+    second_factor: str | None = None,
+) -> RedirectResponse:
+    """Start a fresh browser session (ending the one the browser had), log it, and redirect."""
+    accounts.end_web_session(session, request.cookies.get(accounts.SESSION_COOKIE))
+    web_session, cookie_value = accounts.start_web_session(
         session,
         user,
         max_age_days=settings.session_max_age_days,
         ip_address=client_ip(request),
         user_agent=request.headers.get("user-agent", ""),
     )
+    # Having just proved who they are, the user is in sudo mode for its first minutes.
+    security.grant_sudo(session, web_session)
+    details: dict[str, Any] = {"method": method}
+    if second_factor:
+        details["two_factor"] = second_factor
+    audit.record(session, user, "user.sign_in", request, **details)
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, settings, cookie_value)
     # The anonymous double-submit nonce has served its purpose; signed-in forms use the session.
     response.delete_cookie(ANONYMOUS_COOKIE, path="/")
+    response.delete_cookie(security.PENDING_COOKIE, path="/")
     return response
 
 
@@ -192,6 +251,14 @@ def login(
     user = accounts.authenticate_password(session, login, password) if _lookup_safe(login) else None
     if user is None:
         throttle.record_failure(ip_address, key)
+        audit.record(
+            session,
+            _account_named(session, login),
+            "user.failed_sign_in",
+            request,
+            method="password",
+            login=login[:100],
+        )
         return _login_page(
             request,
             login=login,
@@ -201,6 +268,14 @@ def login(
         )
     throttle.record_success(key)
     return sign_in_response(request, session, settings, user.id, target)
+
+
+def _account_named(session: Session, login: str) -> User | None:
+    if not _lookup_safe(login):
+        return None
+    if "@" in login:
+        return accounts.get_user_by_email(session, login)
+    return accounts.get_user(session, login)
 
 
 @router.post("/logout")
@@ -303,7 +378,7 @@ def password_form(request: Request, user: WebUser) -> Response:
 def password_update(
     request: Request,
     _: CsrfProtected,
-    user: WebUser,
+    user: RequireSudo,
     session: SessionDep,
     current_password: FormStr = "",
     new_password: FormStr = "",
@@ -322,6 +397,7 @@ def password_update(
     ended = accounts.revoke_all_web_sessions(
         session, user, except_id=current.id if current else None
     )
+    audit.record(session, user, "password.changed", request, other_sessions_ended=ended)
     message = "Your password was changed."
     if ended:
         message += f" {ended} other session{'s' if ended != 1 else ''} signed out."
@@ -400,7 +476,7 @@ def keys_list(request: Request, user: WebUser, session: SessionDep) -> Response:
 def key_add(
     request: Request,
     _: CsrfProtected,
-    user: WebUser,
+    user: RequireSudo,
     session: SessionDep,
     title: FormStr = "",
     key: FormStr = "",
@@ -412,6 +488,15 @@ def key_add(
         return _keys_page(
             request, session, user, form={"title": title[:300], "key": key[:10_000]}, **context
         )
+    audit.record(
+        session,
+        user,
+        "ssh_key.added",
+        request,
+        key_id=added.id,
+        title=added.title,
+        fingerprint=added.fingerprint,
+    )
     return flash.redirect(request, "/settings/keys", f"SSH key “{added.title}” was added.")
 
 
@@ -419,7 +504,10 @@ def key_add(
 def key_delete(
     request: Request, _: CsrfProtected, user: WebUser, session: SessionDep, key_id: int
 ) -> Response:
+    removed = accounts.get_ssh_key(session, user, key_id)
+    details = {"key_id": removed.id, "title": removed.title, "fingerprint": removed.fingerprint}
     accounts.delete_ssh_key(session, user, key_id)
+    audit.record(session, user, "ssh_key.removed", request, **details)
     return flash.redirect(request, "/settings/keys", "The SSH key was deleted.")
 
 
@@ -460,7 +548,7 @@ def tokens_list(request: Request, user: WebUser, session: SessionDep) -> Respons
 def token_create(
     request: Request,
     _: CsrfProtected,
-    user: WebUser,
+    user: RequireSudo,
     session: SessionDep,
     note: FormStr = "",
     expires: FormStr = "30",
@@ -472,6 +560,9 @@ def token_create(
         token, plaintext = accounts.create_token(session, user, note, scopes, expires_days)
     except ValidationFailed as exc:
         return _tokens_page(request, session, user, form=form, **_invalid(session, exc))
+    audit.record(
+        session, user, "token.created", request, token_id=token.id, name=token.name, scopes=scopes
+    )
     # Shown in this response only: the token is never stored and never sent again.
     return _tokens_page(
         request,
@@ -497,6 +588,7 @@ def token_revoke(
     request: Request, _: CsrfProtected, user: WebUser, session: SessionDep, token_id: int
 ) -> Response:
     accounts.revoke_token(session, user, token_id)
+    audit.record(session, user, "token.revoked", request, token_id=token_id)
     return flash.redirect(request, "/settings/tokens", "The token was revoked.")
 
 
@@ -892,6 +984,10 @@ def org_team_member_remove(
         f"/orgs/{org.username}/teams/{team.slug}",
         f"{member.username} was removed from {team.name}.",
     )
+
+
+# Sudo mode's pages are single-segment paths, so they must come before the profile route.
+router.include_router(sudo.router)
 
 
 # Profiles --------------------------------------------------------------------------------------

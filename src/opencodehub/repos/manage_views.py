@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session
 from opencodehub.accounts import service as accounts
 from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import AccountKind, Permission, Team, User
+from opencodehub.accounts.security.sudo import RequireSudo
 from opencodehub.config import Settings
 from opencodehub.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
+from opencodehub.lfs.service import repository_lfs_objects
 from opencodehub.repos import browse, listing, templates
 from opencodehub.repos import service as repos
 from opencodehub.repos.authz import authorize, can
@@ -240,6 +242,7 @@ def _settings_page(
         section=section,
         form={**_general_form(repo), **form} if section in ("", "general") else _general_form(repo),
         section_form=form,
+        lfs_usage=repository_lfs_objects(session, repo),
         errors=context.pop("errors", {}),
         error=context.pop("error", ""),
         status_code=context.pop("status", 200),
@@ -432,7 +435,7 @@ def repository_delete(
     owner: str,
     repo_name: str,
     _: CsrfProtected,
-    user: WebUser,
+    user: RequireSudo,  # deleting a repository needs sudo mode
     actor: CurrentActor,
     session: SessionDep,
     config: SettingsDep,
