@@ -12,6 +12,7 @@ from rich.table import Table
 
 from opencodehub.accounts.jwt import cli as jwt_cli
 from opencodehub.accounts.sso.cli import app as auth_source_app
+from opencodehub.actions.admin_cli import runner_token
 from opencodehub.actions.cli import app as actions_app
 from opencodehub.config import Settings, get_settings
 from opencodehub.runner.cli import app as runner_app
@@ -30,6 +31,7 @@ app.add_typer(runner_app, name="runner")
 app.add_typer(actions_app, name="actions")
 admin_app.add_typer(auth_source_app, name="auth-source")
 admin_app.command("jwt-rotate")(jwt_cli.jwt_rotate)
+admin_app.command("runner-token")(runner_token)
 
 console = Console()
 err_console = Console(stderr=True)

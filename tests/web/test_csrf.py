@@ -167,12 +167,19 @@ def _state_changing_routes(
 def test_every_html_post_route_is_csrf_protected(client: TestClient) -> None:
     """A safety net for every domain: a new HTML form route without `CsrfProtected` fails here.
     Exempt, because no cookie authorizes them: the REST API (token auth), the hooks' internal
-    channel (HMAC token), signed storage transfers and Git LFS transfers (signed URLs)."""
+    channel (HMAC token), signed storage transfers, Git LFS transfers (signed URLs), the runner
+    protocol (runner secrets) and the OAuth provider's client-authenticated endpoints."""
     routes = _state_changing_routes(client.app.routes)
+    client_authenticated = {
+        "/login/oauth/access_token",
+        "/login/oauth/revoke",
+    }
     html_routes = [
         (path, protected)
         for path, protected in routes
-        if not path.startswith(("/api/", "/internal/", "/-/storage/")) and "/info/lfs/" not in path
+        if not path.startswith(("/api/", "/internal/", "/-/storage/", "/-/runner/"))
+        and "/info/lfs/" not in path
+        and path not in client_authenticated
     ]
     assert ("/logout", True) in html_routes
     assert ("/settings/keys", True) in html_routes

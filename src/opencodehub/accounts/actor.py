@@ -11,6 +11,7 @@ AuthMethod = Literal[
     "anonymous",
     "password",
     "token",
+    "oauth",
     "session",
     "ssh_key",
     "deploy_key",
@@ -68,6 +69,10 @@ class Actor:
     deploy_key_repository_id: int | None = None
     deploy_key_read_only: bool = True
     token_id: int | None = None
+    # A CI job token (GITHUB_TOKEN) reaches only its job's repository, with the workflow's
+    # `permissions` as (scope, "read" | "write") pairs; see actions/tokens.py.
+    job_repository_id: int | None = None
+    job_permissions: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def anonymous(cls) -> Actor:
@@ -75,7 +80,15 @@ class Actor:
 
     @property
     def is_anonymous(self) -> bool:
-        return self.user is None and self.deploy_key_repository_id is None
+        return (
+            self.user is None
+            and self.deploy_key_repository_id is None
+            and self.job_repository_id is None
+        )
+
+    def job_permission(self, scope: str) -> str:
+        """A job token's level for a `permissions` scope: "write", "read" or "none"."""
+        return dict(self.job_permissions).get(scope, "none")
 
     @property
     def is_site_admin(self) -> bool:

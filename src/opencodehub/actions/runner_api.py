@@ -1,7 +1,257 @@
-"""The runner protocol's server side (see docs/runner-protocol.md)."""
+"""The runner protocol's server side (see docs/runner-protocol.md), under `/-/runner/v1`.
+
+Runners authenticate with `Authorization: Bearer <runner secret>` (issued at registration; only
+its SHA-256 is stored). No cookie is ever accepted here, so these routes need no CSRF token.
+Errors are JSON (`{"message": …}`) like the REST API's.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-router = APIRouter()
+import anyio.to_thread
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from opencodehub.actions import logs, runners, service
+from opencodehub.actions.models import JobStatus, Runner, WorkflowJob
+from opencodehub.actions.queue import get_queue
+from opencodehub.config import Settings
+from opencodehub.core.crypto import sha256_hex
+from opencodehub.core.errors import OCHError, Unauthorized
+from opencodehub.db.engine import Database
+from opencodehub.runner.protocol import (
+    PREFIX,
+    AnnotationIn,
+    Heartbeat,
+    HeartbeatResponse,
+    JobAssignment,
+    JobCompletion,
+    JobRequest,
+    LogAck,
+    LogBatch,
+    RegisterRequest,
+    RegisterResponse,
+    Released,
+    StepUpdate,
+)
+
+
+class _JSONErrorRoute(APIRoute):
+    """Answer errors as JSON: these paths are outside /api/v3, where the app renders HTML."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except OCHError as exc:
+                return JSONResponse(exc.body(), exc.status_code, headers=exc.headers)
+            except RequestValidationError as exc:
+                return JSONResponse(
+                    {"message": "Validation Failed", "errors": _plain(exc.errors())}, 422
+                )
+
+        return handler
+
+
+def _plain(errors: Any) -> Any:
+    return [
+        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", ""))}
+        for error in errors
+    ]
+
+
+router = APIRouter(prefix=PREFIX, route_class=_JSONErrorRoute, include_in_schema=False)
+
+
+class BadRunnerCredentials(Unauthorized):
+    default_message = "Bad runner credentials"
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _database(request: Request) -> Database:
+    return request.app.state.db
+
+
+def _runner_secret(request: Request) -> str:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise BadRunnerCredentials()
+    return value.strip()
+
+
+def _runner(session: Session, secret: str) -> Runner:
+    if len(secret) > 255:
+        raise BadRunnerCredentials()
+    runner = session.scalar(select(Runner).where(Runner.token_hash == sha256_hex(secret)))
+    if runner is None:
+        raise BadRunnerCredentials()
+    return runner
+
+
+def _in_session(request: Request, work: Callable[[Session, Runner], Any]) -> Any:
+    """Authenticate the runner and run `work` in one unit of work."""
+    secret = _runner_secret(request)
+    with _database(request).session() as session:
+        runner = _runner(session, secret)
+        return work(session, runner)
+
+
+@router.post("/register", response_model=RegisterResponse, status_code=201)
+def register(request: Request, body: RegisterRequest) -> RegisterResponse:
+    with _database(request).session() as session:
+        runner, secret = runners.register_runner(
+            session, body.token, body.name, body.labels, body.version
+        )
+        return RegisterResponse(id=runner.id, name=runner.name, labels=runner.labels, secret=secret)
+
+
+def _claim(
+    request: Request, secret: str, job_id: int | None
+) -> tuple[JobAssignment | None, int | None]:
+    settings = _settings(request)
+    with _database(request).session() as session:
+        runner = _runner(session, secret)
+        runner.last_heartbeat_at = service.utcnow()
+        if job_id is None:
+            job = service.claim_from_database(session, runner)
+        else:
+            job = service.claim_for_runner(session, job_id, runner)
+        if job is None:
+            return None, None
+        spec = service.start_job(session, settings, job)
+        return (
+            JobAssignment(
+                spec=spec,
+                labels=list(job.runs_on),
+                heartbeat_interval=service.HEARTBEAT_INTERVAL,
+                lease_seconds=service.LEASE_SECONDS,
+            ),
+            job.id,
+        )
+
+
+def _labels(request: Request, secret: str) -> list[str]:
+    with _database(request).session() as session:
+        runner = _runner(session, secret)
+        runner.last_heartbeat_at = service.utcnow()
+        return list(runner.labels)
+
+
+def _still_queued(request: Request, job_id: int) -> list[str] | None:
+    """The job's labels when it is still waiting for a runner."""
+    with _database(request).session() as session:
+        job = session.get(WorkflowJob, job_id)
+        return list(job.runs_on) if job is not None and job.status == JobStatus.QUEUED else None
+
+
+@router.post("/jobs/request", response_model=JobAssignment)
+async def request_job(request: Request, body: JobRequest) -> Response:
+    """The long poll: a job for this runner, or 204 after `wait_seconds`."""
+    secret = _runner_secret(request)
+    labels = await anyio.to_thread.run_sync(_labels, request, secret)
+    assignment, _ = await anyio.to_thread.run_sync(_claim, request, secret, None)
+    queue = get_queue(_settings(request).redis_url)
+    deadline = time.monotonic() + body.wait_seconds
+    passed: set[int] = set()
+    while assignment is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or await request.is_disconnected():
+            break
+        job_id = await queue.pop(labels, min(remaining, 5.0))
+        if job_id is not None:
+            assignment, _ = await anyio.to_thread.run_sync(_claim, request, secret, job_id)
+            waiting = None
+            if assignment is None:
+                waiting = await anyio.to_thread.run_sync(_still_queued, request, job_id)
+            if waiting is not None:
+                # Another repository's job (this runner is scoped): give the id back for the
+                # runners that may take it, and do not spin on it.
+                queue.push(job_id, waiting)
+                if job_id in passed:
+                    await asyncio.sleep(0.2)
+                passed.add(job_id)
+        elif time.monotonic() < deadline:
+            # Nothing came through the queue for a while: look in the database, in case the
+            # queue lost an id (its sweep would find it too, later).
+            assignment, _ = await anyio.to_thread.run_sync(_claim, request, secret, None)
+    if assignment is None:
+        return Response(status_code=204)
+    return JSONResponse(assignment.model_dump(mode="json"))
+
+
+@router.post("/heartbeat", response_model=HeartbeatResponse)
+def heartbeat(request: Request, body: Heartbeat) -> HeartbeatResponse:
+    def work(session: Session, runner: Runner) -> HeartbeatResponse:
+        cancel, unknown = service.heartbeat(session, runner, body.job_ids)
+        return HeartbeatResponse(cancel=cancel, unknown=unknown)
+
+    return _in_session(request, work)
+
+
+@router.post("/jobs/{job_id}/steps", status_code=204)
+def step(request: Request, job_id: int, body: StepUpdate) -> Response:
+    def work(session: Session, runner: Runner) -> None:
+        job = service.held_job(session, runner, job_id)
+        service.update_step(session, job, body.index, body.name, body.status, body.conclusion)
+        service.notify_logs_after_commit(session, _settings(request), job.id)
+
+    _in_session(request, work)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/logs", response_model=LogAck)
+def append_logs(request: Request, job_id: int, body: LogBatch) -> LogAck:
+    def work(session: Session, runner: Runner) -> LogAck:
+        job = service.held_job(session, runner, job_id)
+        next_index = logs.append(session, job, body.start, body.lines)
+        service.notify_logs_after_commit(session, _settings(request), job.id)
+        return LogAck(next_index=next_index)
+
+    return _in_session(request, work)
+
+
+@router.post("/jobs/{job_id}/annotations", status_code=204)
+def annotate(request: Request, job_id: int, body: AnnotationIn) -> Response:
+    def work(session: Session, runner: Runner) -> None:
+        job = service.held_job(session, runner, job_id)
+        service.add_annotation(session, job, body.level, body.message, body.file, body.line)
+
+    _in_session(request, work)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/complete", status_code=204)
+def complete(request: Request, job_id: int, body: JobCompletion) -> Response:
+    def work(session: Session, runner: Runner) -> None:
+        job = service.held_job(session, runner, job_id)
+        service.complete_job(session, _settings(request), job, body.result)
+
+    _in_session(request, work)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/release", response_model=Released)
+def release(request: Request, job_id: int) -> Released:
+    """A runner shutting down hands a job back: queued again if no step started."""
+
+    def work(session: Session, runner: Runner) -> Released:
+        job = service.held_job(session, runner, job_id)
+        requeued = service.release_job(
+            session, _settings(request), job, "The runner shut down before the job finished."
+        )
+        return Released(requeued=requeued)
+
+    return _in_session(request, work)

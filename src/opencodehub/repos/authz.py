@@ -46,6 +46,16 @@ def repository_permission(session: Session, actor: Actor, repo: Repository) -> P
         if actor.deploy_key_repository_id != repo.id:
             return None
         return Permission.READ if actor.deploy_key_read_only else Permission.WRITE
+    if actor.job_repository_id is not None:
+        # A CI job token: its own repository at the workflow's `contents` permission; any other
+        # repository only as an anonymous caller would see it.
+        if actor.job_repository_id != repo.id:
+            return Permission.READ if repo.visibility == Visibility.PUBLIC else None
+        level = actor.job_permission("contents")
+        if level == "write":
+            return Permission.WRITE
+        public = repo.visibility == Visibility.PUBLIC
+        return Permission.READ if level == "read" or public else None
 
     user = actor.user if actor.user is not None and actor.user.is_active else None
     granted: list[Permission] = []

@@ -1,0 +1,269 @@
+"""Job logs: numbered lines in the database while a job runs, one object in storage after.
+
+Runners send lines in batches numbered from 0; a line whose number the server already holds is
+ignored, so a batch sent again after a timeout changes nothing. When the job completes its lines
+move to object storage under `logs/{job}` (JSON lines `[step, text]`), and the rows are deleted.
+
+Live viewers are woken by a notification per job: Redis pub/sub (`och:actions:log:{job}`) when
+Redis is configured, so any app node can stream any job, or an in-process hub otherwise. The
+notification carries nothing the database does not: a woken reader re-reads the new lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from opencodehub.actions.models import JobLogLine, WorkflowJob
+from opencodehub.config import Settings
+from opencodehub.core.logging import get_logger
+from opencodehub.runner.protocol import LogLine
+
+log = get_logger("opencodehub.actions.logs")
+
+CHANNEL_PREFIX = "och:actions:log:"
+READ_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Line:
+    idx: int
+    step: int | None
+    text: str
+
+
+def storage_key(job_id: int) -> str:
+    return f"logs/{job_id}"
+
+
+def append(session: Session, job: WorkflowJob, start: int, lines: Sequence[LogLine]) -> int:
+    """Store lines `start`…; returns how many consecutive lines from 0 the job now has."""
+    if lines:
+        wanted = range(start, start + len(lines))
+        for _attempt in range(3):
+            have = set(
+                session.scalars(
+                    select(JobLogLine.idx).where(
+                        JobLogLine.job_id == job.id,
+                        JobLogLine.idx >= wanted.start,
+                        JobLogLine.idx < wanted.stop,
+                    )
+                )
+            )
+            rows = [
+                {
+                    "job_id": job.id,
+                    "idx": idx,
+                    "step": line.step,
+                    "text": line.text.replace("\x00", ""),
+                }
+                for idx, line in zip(wanted, lines, strict=True)
+                if idx not in have
+            ]
+            if not rows:
+                break
+            try:
+                with session.begin_nested():
+                    session.execute(insert(JobLogLine), rows)
+                break
+            except IntegrityError:
+                continue  # the same batch arrived twice at once; the next pass skips its lines
+    return _contiguous(session, job)
+
+
+def _contiguous(session: Session, job: WorkflowJob) -> int:
+    """Lines 0…n-1 all present: n. Batches may arrive out of order after a retry."""
+    count = session.scalar(select(func.count()).where(JobLogLine.job_id == job.id)) or 0
+    highest = session.scalar(select(func.max(JobLogLine.idx)).where(JobLogLine.job_id == job.id))
+    if highest is None:
+        job.log_lines = 0
+        return 0
+    if highest + 1 == count:
+        job.log_lines = count
+        return count
+    indices = session.scalars(
+        select(JobLogLine.idx).where(JobLogLine.job_id == job.id).order_by(JobLogLine.idx)
+    )
+    expected = 0
+    for idx in indices:
+        if idx != expected:
+            break
+        expected += 1
+    job.log_lines = expected
+    return expected
+
+
+def read(session: Session, settings: Settings, job: WorkflowJob, after: int = -1) -> list[Line]:
+    """The job's lines with an index above `after`, from the database or storage."""
+    if job.log_key:
+        return [line for line in _read_archived(settings, job) if line.idx > after]
+    rows = session.execute(
+        select(JobLogLine.idx, JobLogLine.step, JobLogLine.text)
+        .where(JobLogLine.job_id == job.id, JobLogLine.idx > after)
+        .order_by(JobLogLine.idx)
+        .limit(READ_BATCH)
+    ).all()
+    return [Line(idx, step, text) for idx, step, text in rows]
+
+
+def _read_archived(settings: Settings, job: WorkflowJob) -> list[Line]:
+    from opencodehub.storage.base import ObjectNotFound
+    from opencodehub.storage.factory import build_storage
+
+    storage = build_storage(settings)
+    try:
+        data = b"".join(storage.get(job.log_key or storage_key(job.id)))
+    except ObjectNotFound:
+        return []
+    finally:
+        storage.close()
+    lines = []
+    for idx, raw in enumerate(data.decode("utf-8", "replace").splitlines()):
+        step, text = json.loads(raw)
+        lines.append(Line(idx, step, text))
+    return lines
+
+
+def archive(session: Session, settings: Settings, job: WorkflowJob) -> None:
+    """Move a finished job's lines to object storage; the rows go once the object is written."""
+    if job.log_key:
+        return
+    from opencodehub.storage.factory import build_storage
+
+    def chunks() -> Iterator[bytes]:
+        after = -1
+        while True:
+            rows = read(session, settings, job, after)
+            if not rows:
+                return
+            yield "".join(
+                json.dumps([row.step, row.text], ensure_ascii=False) + "\n" for row in rows
+            ).encode()
+            after = rows[-1].idx
+
+    key = storage_key(job.id)
+    storage = build_storage(settings)
+    try:
+        storage.put(key, chunks(), content_type="application/x-ndjson")
+    finally:
+        storage.close()
+    session.execute(delete(JobLogLine).where(JobLogLine.job_id == job.id))
+    job.log_key = key
+
+
+def plain_text(lines: Sequence[Line]) -> str:
+    return "".join(line.text + "\n" for line in lines)
+
+
+# Live notifications ----------------------------------------------------------------------------
+
+
+class _LocalHub:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[int, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+
+    def notify(self, job_id: int) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(job_id, ()))
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:
+                continue
+
+    @asynccontextmanager
+    async def listen(self, job_id: int) -> AsyncIterator[Listener]:
+        event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
+        with self._lock:
+            self._waiters.setdefault(job_id, set()).add(waiter)
+        try:
+            yield Listener(event)
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(job_id)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[job_id]
+
+
+class Listener:
+    """`await listener.wait(timeout)`: True when new lines were announced since the last wait."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self._event = event
+
+    async def wait(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+
+class _RedisHub:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._url = url
+        self._redis = redis.Redis.from_url(url)
+
+    def notify(self, job_id: int) -> None:
+        try:
+            self._redis.publish(f"{CHANNEL_PREFIX}{job_id}", "1")
+        except Exception:
+            log.warning("live log notification lost; viewers catch up on their next poll")
+
+    @asynccontextmanager
+    async def listen(self, job_id: int) -> AsyncIterator[Listener]:
+        import redis.asyncio
+
+        client: Any = redis.asyncio.Redis.from_url(self._url)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        event = asyncio.Event()
+
+        async def pump() -> None:
+            async for _message in pubsub.listen():
+                event.set()
+
+        try:
+            await pubsub.subscribe(f"{CHANNEL_PREFIX}{job_id}")
+            task = asyncio.create_task(pump())
+        except Exception:
+            log.warning("redis unavailable for live logs; viewers poll the database")
+            task = None
+        try:
+            yield Listener(event)
+        finally:
+            if task is not None:
+                task.cancel()
+            try:
+                await pubsub.aclose()
+                await client.aclose()
+            except Exception:
+                log.debug("closing a live-log subscription failed")
+
+
+_hubs: dict[str, _LocalHub | _RedisHub] = {}
+_hubs_lock = threading.Lock()
+
+
+def hub(redis_url: str) -> _LocalHub | _RedisHub:
+    with _hubs_lock:
+        found = _hubs.get(redis_url)
+        if found is None:
+            found = _RedisHub(redis_url) if redis_url else _LocalHub()
+            _hubs[redis_url] = found
+        return found

@@ -1,0 +1,1693 @@
+"""Actions logic: triggers, runs, the job graph, concurrency, dispatch and completion.
+
+The only code that writes the Actions tables. Every state lives in the database; the queue and
+the live-log hub are told after the transaction commits, so a runner never sees a job id whose
+row is not visible yet. Idempotence comes from unique keys, never from the event: two workers
+handling the same push insert the same `(repository, workflow, sha, event, trigger_key)` and
+one of them loses.
+
+The server never builds a shell command: values from pushes and pull requests (branch names,
+titles) reach a job only as data in its JobSpec contexts, which the runner exposes as
+expression contexts and environment variables.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pygit2
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from opencodehub.accounts.actor import Actor
+from opencodehub.accounts.models import Permission
+from opencodehub.actions import logs, tokens
+from opencodehub.actions.models import (
+    ActionSecret,
+    ActionVariable,
+    Annotation,
+    Conclusion,
+    JobStatus,
+    JobStep,
+    Runner,
+    RunStatus,
+    Workflow,
+    WorkflowJob,
+    WorkflowRun,
+    WorkflowSchedule,
+)
+from opencodehub.actions.queue import get_queue, runner_accepts
+from opencodehub.config import Settings
+from opencodehub.core import crypto
+from opencodehub.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from opencodehub.core.logging import get_logger
+from opencodehub.core.time import isoformat, utcnow
+from opencodehub.repos import store
+from opencodehub.repos.authz import authorize
+from opencodehub.repos.models import Repository
+from opencodehub.runner.jobspec import JobContexts, JobResult, JobSpec
+
+log = get_logger("opencodehub.actions")
+
+WORKFLOW_DIR = ".github/workflows"
+MAX_WORKFLOW_BYTES = 512 * 1024
+MAX_WORKFLOW_FILES = 100
+HEARTBEAT_INTERVAL = 5.0
+# A job whose runner has not been heard from for this long is reaped.
+LEASE_SECONDS = 60.0
+# Queued jobs not taken after this long are pushed to the queue again (a lost Redis list).
+REENQUEUE_AFTER = timedelta(seconds=30)
+MAX_REQUEUES = 1
+SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"  # noqa: S105 - a name pattern
+
+
+# Post-commit side effects ----------------------------------------------------------------------
+
+
+def _after_commit(session: Session, settings: Settings, action: Callable[[], None]) -> None:
+    pending: list[Callable[[], None]] | None = session.info.get("actions_after_commit")
+    if pending is None:
+        pending = []
+        session.info["actions_after_commit"] = pending
+
+        def run(_session: Session) -> None:
+            actions = session.info.pop("actions_after_commit", [])
+            for item in actions:
+                try:
+                    item()
+                except Exception:
+                    log.exception("actions post-commit step failed")
+
+        def forget(_session: Session) -> None:
+            session.info.pop("actions_after_commit", None)
+
+        sa_event.listen(session, "after_commit", run, once=True)
+        sa_event.listen(session, "after_rollback", forget, once=True)
+    pending.append(action)
+
+
+def _enqueue_after_commit(session: Session, settings: Settings, job: WorkflowJob) -> None:
+    job_id, labels = job.id, list(job.runs_on)
+    queue = get_queue(settings.redis_url)
+    _after_commit(session, settings, lambda: queue.push(job_id, labels))
+
+
+def notify_logs_after_commit(session: Session, settings: Settings, job_id: int) -> None:
+    hub = logs.hub(settings.redis_url)
+    _after_commit(session, settings, lambda: hub.notify(job_id))
+
+
+# Reading workflows from git --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkflowFile:
+    path: str
+    text: str
+
+
+def read_workflow_files(settings: Settings, repository_id: int, sha: str) -> list[WorkflowFile]:
+    """`.github/workflows/*.yml|*.yaml` at a commit (none when the commit or folder is missing)."""
+    try:
+        git = store.open_repository(settings, repository_id)
+        commit = git[sha].peel(pygit2.Commit)
+        folder = commit.tree[WORKFLOW_DIR]
+    except (KeyError, ValueError, pygit2.GitError):
+        return []
+    tree = git[folder.id]
+    if not isinstance(tree, pygit2.Tree):
+        return []
+    found: list[WorkflowFile] = []
+    for entry in sorted(tree, key=lambda e: e.name or ""):
+        name = entry.name or ""
+        if not name.endswith((".yml", ".yaml")) or entry.type_str != "blob":
+            continue
+        blob = git[entry.id]
+        assert isinstance(blob, pygit2.Blob)
+        path = f"{WORKFLOW_DIR}/{name}"
+        if blob.size > MAX_WORKFLOW_BYTES:
+            found.append(WorkflowFile(path, "\x00too-large"))
+            continue
+        found.append(WorkflowFile(path, blob.data.decode("utf-8", "replace")))
+        if len(found) >= MAX_WORKFLOW_FILES:
+            break
+    return found
+
+
+def changed_paths(settings: Settings, repository_id: int, before: str, after: str) -> list[str]:
+    """Paths a push changed (for `paths:` filters); a new branch compares with the parent."""
+    try:
+        git = store.open_repository(settings, repository_id)
+        new = git[after].peel(pygit2.Commit)
+        if before and before.strip("0"):
+            old_tree = git[before].peel(pygit2.Commit).tree
+        elif new.parents:
+            old_tree = new.parents[0].tree
+        else:
+            return [entry.path for entry in _walk_tree(git, new.tree, "")]
+        diff = git.diff(old_tree, new.tree)
+    except (KeyError, ValueError, pygit2.GitError):
+        return []
+    paths: list[str] = []
+    for patch in diff.deltas:
+        paths.append(patch.new_file.path)
+        if patch.old_file.path != patch.new_file.path:
+            paths.append(patch.old_file.path)
+    return paths
+
+
+@dataclass(frozen=True)
+class _Entry:
+    path: str
+
+
+def _walk_tree(git: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterable[_Entry]:
+    for entry in tree:
+        path = f"{prefix}{entry.name}"
+        if entry.type_str == "tree":
+            sub = git[entry.id]
+            assert isinstance(sub, pygit2.Tree)
+            yield from _walk_tree(git, sub, path + "/")
+        else:
+            yield _Entry(path)
+
+
+def parse(file: WorkflowFile) -> tuple[Any, str | None]:
+    """(Workflow, None) or (None, the parser's `file:line:column: message` lines)."""
+    from opencodehub.actions.workflow import WorkflowError, parse_workflow
+
+    if file.text == "\x00too-large":
+        return None, f"{file.path}:1:1: the workflow file is larger than {MAX_WORKFLOW_BYTES} bytes"
+    try:
+        return parse_workflow(file.path, file.text), None
+    except WorkflowError as exc:
+        return None, "\n".join(str(issue) for issue in exc.errors) or str(exc)
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+# Triggers ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Trigger:
+    event: str
+    trigger_key: str
+    head_sha: str
+    head_ref: str
+    actor_id: int | None
+    payload: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    is_fork: bool = False
+    display_title: str = ""
+    # For pushes and pull requests: what the workflow's filters see.
+    action: str = ""
+    base_ref: str = ""
+    changed: list[str] | None = None
+
+
+def _matches(workflow: Any, trigger: Trigger) -> bool:
+    if trigger.event == "push":
+        return bool(workflow.matches_push(trigger.head_ref, trigger.changed))
+    if trigger.event == "pull_request":
+        return bool(
+            workflow.matches_pull_request(trigger.action, trigger.base_ref, trigger.changed)
+        )
+    return bool(workflow.triggered_by(trigger.event))
+
+
+def runs_for_trigger(
+    session: Session,
+    settings: Settings,
+    repository: Repository,
+    trigger: Trigger,
+    files: Sequence[WorkflowFile] | None = None,
+) -> list[WorkflowRun]:
+    """Create a run for every workflow at the trigger's commit that the event matches. An
+    invalid workflow gets a failed run showing the parser's errors (for push and pull request,
+    where GitHub shows them too)."""
+    if files is None:
+        files = read_workflow_files(settings, repository.id, trigger.head_sha)
+    created: list[WorkflowRun] = []
+    for file in files:
+        workflow, error = parse(file)
+        if workflow is None:
+            if trigger.event in ("push", "pull_request"):
+                run = _insert_run(session, repository, file.path, file.path, trigger, {}, error)
+                if run is not None:
+                    created.append(run)
+            continue
+        if not _matches(workflow, trigger):
+            continue
+        run = create_run(session, settings, repository, workflow, trigger)
+        if run is not None:
+            created.append(run)
+    return created
+
+
+def _branch_of(ref: str) -> str:
+    if ref.startswith("refs/heads/"):
+        return ref[len("refs/heads/") :]
+    if ref.startswith("refs/tags/"):
+        return ref[len("refs/tags/") :]
+    return ref
+
+
+def _upsert_workflow(session: Session, repository_id: int, path: str, name: str) -> Workflow:
+    found = session.scalar(
+        select(Workflow).where(Workflow.repository_id == repository_id, Workflow.path == path)
+    )
+    if found is not None:
+        if name and found.name != name:
+            found.name = name
+        return found
+    try:
+        with session.begin_nested():
+            row = Workflow(repository_id=repository_id, path=path, name=name or path)
+            session.add(row)
+            session.flush()
+            return row
+    except IntegrityError:
+        found = session.scalar(
+            select(Workflow).where(Workflow.repository_id == repository_id, Workflow.path == path)
+        )
+        assert found is not None
+        return found
+
+
+def _insert_run(
+    session: Session,
+    repository: Repository,
+    path: str,
+    name: str,
+    trigger: Trigger,
+    workflow_data: dict[str, Any],
+    error: str | None,
+) -> WorkflowRun | None:
+    """Insert the run with the next number of its workflow; None when this trigger already made
+    one (another worker won)."""
+    workflow = _upsert_workflow(session, repository.id, path, name)
+    existing = session.scalar(
+        select(WorkflowRun.id).where(
+            WorkflowRun.repository_id == repository.id,
+            WorkflowRun.workflow_path == path,
+            WorkflowRun.head_sha == trigger.head_sha,
+            WorkflowRun.event == trigger.event,
+            WorkflowRun.trigger_key == trigger.trigger_key,
+        )
+    )
+    if existing is not None:
+        return None
+    for _attempt in range(5):
+        number = (
+            session.scalar(
+                select(func.max(WorkflowRun.run_number)).where(
+                    WorkflowRun.repository_id == repository.id, WorkflowRun.workflow_path == path
+                )
+            )
+            or 0
+        ) + 1
+        now = utcnow()
+        run = WorkflowRun(
+            repository_id=repository.id,
+            workflow_id=workflow.id,
+            workflow_path=path,
+            name=name,
+            display_title=trigger.display_title[:1024],
+            run_number=number,
+            event=trigger.event,
+            trigger_key=trigger.trigger_key,
+            head_sha=trigger.head_sha,
+            head_ref=trigger.head_ref,
+            head_branch=_branch_of(trigger.head_ref)[:255],
+            actor_id=trigger.actor_id,
+            triggering_actor_id=trigger.actor_id,
+            workflow_data=_json_safe(workflow_data),
+            event_payload=_json_safe(trigger.payload),
+            inputs=_json_safe(trigger.inputs),
+            is_fork=trigger.is_fork,
+            status=RunStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+        )
+        if error is not None:
+            run.status = RunStatus.COMPLETED
+            run.conclusion = Conclusion.FAILURE
+            run.error = error
+            run.completed_at = now
+        try:
+            with session.begin_nested():
+                session.add(run)
+                session.flush()
+        except IntegrityError:
+            duplicate = session.scalar(
+                select(WorkflowRun.id).where(
+                    WorkflowRun.repository_id == repository.id,
+                    WorkflowRun.workflow_path == path,
+                    WorkflowRun.head_sha == trigger.head_sha,
+                    WorkflowRun.event == trigger.event,
+                    WorkflowRun.trigger_key == trigger.trigger_key,
+                )
+            )
+            if duplicate is not None:
+                return None
+            continue  # the run number was taken meanwhile: take the next one
+        return run
+    raise Conflict("could not number the workflow run; try again")
+
+
+# Contexts ---------------------------------------------------------------------------------------
+
+
+def github_context(settings: Settings, run: WorkflowRun) -> dict[str, Any]:
+    repository = run.repository
+    base_url = settings.effective_base_url
+    actor = run.actor.username if run.actor else ""
+    ref = run.head_ref
+    payload = dict(run.event_payload or {})
+    context: dict[str, Any] = {
+        "event_name": run.event,
+        "event": payload,
+        "sha": run.head_sha,
+        "ref": ref,
+        "ref_name": _branch_of(ref),
+        "ref_type": "tag" if ref.startswith("refs/tags/") else "branch",
+        "ref_protected": False,
+        "head_ref": payload.get("pull_request", {}).get("head", {}).get("ref", "")
+        if run.event == "pull_request"
+        else "",
+        "base_ref": payload.get("pull_request", {}).get("base", {}).get("ref", "")
+        if run.event == "pull_request"
+        else "",
+        "repository": repository.full_name,
+        "repository_id": str(repository.id),
+        "repository_owner": repository.owner.username,
+        "repository_owner_id": str(repository.owner_id),
+        "repositoryUrl": f"{base_url}/{repository.full_name}.git",
+        "actor": actor,
+        "actor_id": str(run.actor_id or ""),
+        "triggering_actor": run.triggering_actor.username if run.triggering_actor else actor,
+        "run_id": str(run.id),
+        "run_number": str(run.run_number),
+        "run_attempt": str(run.run_attempt),
+        "workflow": run.name,
+        "workflow_ref": f"{repository.full_name}/{run.workflow_path}@{ref}",
+        "workflow_sha": run.head_sha,
+        "server_url": base_url,
+        "api_url": f"{base_url}/api/v3",
+        "graphql_url": f"{base_url}/api/graphql",
+        "retention_days": "90",
+        "secret_source": "None" if run.is_fork else "Actions",
+    }
+    return context
+
+
+def _secrets(session: Session, settings: Settings, run: WorkflowRun) -> dict[str, str]:
+    if run.is_fork:
+        return {}
+    rows = session.scalars(
+        select(ActionSecret).where(ActionSecret.repository_id == run.repository_id)
+    ).all()
+    values: dict[str, str] = {}
+    for row in rows:
+        try:
+            values[row.name] = crypto.decrypt(settings.secret, row.encrypted_value)
+        except ValueError:
+            log.warning("an Actions secret could not be decrypted", secret=row.name)
+    return values
+
+
+def _variables(session: Session, repository_id: int) -> dict[str, str]:
+    rows = session.scalars(
+        select(ActionVariable).where(ActionVariable.repository_id == repository_id)
+    ).all()
+    return {row.name: row.value for row in rows}
+
+
+def _base_contexts(session: Session, settings: Settings, run: WorkflowRun) -> dict[str, Any]:
+    return {
+        "github": github_context(settings, run),
+        "inputs": dict(run.inputs or {}),
+        "vars": _variables(session, run.repository_id),
+        "env": {},
+    }
+
+
+# Creating runs ----------------------------------------------------------------------------------
+
+
+def _expand(job: Any, contexts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's matrix combinations ([{}] without a matrix); MatrixError past the limit."""
+    from opencodehub.actions.matrix import expand_matrix
+
+    return [dict(combo) for combo in expand_matrix(job.strategy, contexts)]
+
+
+def _evaluate(value: Any, contexts: dict[str, Any]) -> Any:
+    from opencodehub.actions.expressions import evaluate_value
+
+    return evaluate_value(value, contexts)
+
+
+def _labels(job: Any, contexts: dict[str, Any]) -> list[str]:
+    value = _evaluate(job.runs_on, contexts)
+    if isinstance(value, dict):
+        value = value.get("labels", [])
+    if isinstance(value, str):
+        value = [value]
+    return [str(label).strip() for label in value or [] if str(label).strip()]
+
+
+def create_run(
+    session: Session,
+    settings: Settings,
+    repository: Repository,
+    workflow: Any,
+    trigger: Trigger,
+) -> WorkflowRun | None:
+    """A run of `workflow` for `trigger` with its jobs (matrices expanded); None if this
+    trigger already created one."""
+    from opencodehub.actions.expressions import ExpressionError, interpolate
+    from opencodehub.actions.workflow import job_display_name
+
+    run = _insert_run(
+        session, repository, workflow.path, workflow.name, trigger, workflow.raw, None
+    )
+    if run is None:
+        return None
+    session.refresh(run)
+    contexts = _base_contexts(session, settings, run)
+    if workflow.run_name:
+        try:
+            run.display_title = interpolate(workflow.run_name, contexts)[:1024]
+        except ExpressionError as exc:
+            return _fail_run(session, settings, run, f"{workflow.path}: run-name: {exc}")
+    if workflow.concurrency is not None:
+        try:
+            run.concurrency_group = (
+                str(interpolate(workflow.concurrency.group, contexts))[:255] or None
+            )
+            cancel = workflow.concurrency.cancel_in_progress
+            if isinstance(cancel, str):
+                cancel = bool(_evaluate(cancel, contexts))
+            run.cancel_in_progress = bool(cancel)
+        except ExpressionError as exc:
+            return _fail_run(session, settings, run, f"{workflow.path}: concurrency: {exc}")
+    jobs: list[WorkflowJob] = []
+    limit = settings.actions_max_jobs_per_run
+    for key, job in workflow.jobs.items():
+        if job.raw.get("uses") is not None:
+            return _fail_run(
+                session,
+                settings,
+                run,
+                f"{workflow.path}: job '{key}': reusable workflows (jobs.<id>.uses) "
+                "are not supported",
+            )
+        try:
+            combos = _expand(job, contexts)
+        except (ValueError, ExpressionError) as exc:
+            return _fail_run(session, settings, run, f"{workflow.path}: job '{key}': {exc}")
+        if len(jobs) + len(combos) > limit:
+            return _fail_run(
+                session,
+                settings,
+                run,
+                f"{workflow.path}: the run would have more than {limit} jobs "
+                f"(job '{key}' expands to {len(combos)}); reduce the matrix",
+            )
+        permissions = tokens.resolve_permissions(
+            workflow.permissions, job.permissions, read_only=trigger.is_fork
+        )
+        for combo in combos:
+            job_contexts = {**contexts, "matrix": combo}
+            try:
+                labels = _labels(job, job_contexts)
+                name = job_display_name(job, combo, job_contexts)
+            except (ValueError, ExpressionError) as exc:
+                return _fail_run(session, settings, run, f"{workflow.path}: job '{key}': {exc}")
+            jobs.append(
+                WorkflowJob(
+                    run_id=run.id,
+                    repository_id=repository.id,
+                    job_key=key,
+                    name=name[:512],
+                    matrix=_json_safe(combo),
+                    needs=list(job.needs),
+                    runs_on=labels,
+                    status=JobStatus.WAITING,
+                    permissions=permissions,
+                )
+            )
+    session.add_all(jobs)
+    session.flush()
+    _apply_concurrency(session, settings, run)
+    if run.status == RunStatus.QUEUED:
+        advance(session, settings, run)
+    return run
+
+
+def _fail_run(session: Session, settings: Settings, run: WorkflowRun, error: str) -> WorkflowRun:
+    run.status = RunStatus.COMPLETED
+    run.conclusion = Conclusion.FAILURE
+    run.error = error
+    run.completed_at = utcnow()
+    session.flush()
+    return run
+
+
+def _apply_concurrency(session: Session, settings: Settings, run: WorkflowRun) -> None:
+    """One run at a time per group: cancel-in-progress cancels the older ones; otherwise the
+    new run waits (pending), and an older pending run is cancelled, as on GitHub."""
+    if not run.concurrency_group:
+        return
+    others = session.scalars(
+        select(WorkflowRun)
+        .where(
+            WorkflowRun.repository_id == run.repository_id,
+            WorkflowRun.concurrency_group == run.concurrency_group,
+            WorkflowRun.status != RunStatus.COMPLETED,
+            WorkflowRun.id != run.id,
+        )
+        .order_by(WorkflowRun.id)
+    ).all()
+    active = False
+    for other in others:
+        if run.cancel_in_progress or other.status == RunStatus.PENDING:
+            cancel_run(session, settings, other)
+        else:
+            active = True
+    if active:
+        run.status = RunStatus.PENDING
+    session.flush()
+
+
+def _start_next_in_group(session: Session, settings: Settings, finished: WorkflowRun) -> None:
+    if not finished.concurrency_group:
+        return
+    busy = session.scalar(
+        select(func.count()).where(
+            WorkflowRun.repository_id == finished.repository_id,
+            WorkflowRun.concurrency_group == finished.concurrency_group,
+            WorkflowRun.status.in_((RunStatus.QUEUED, RunStatus.IN_PROGRESS)),
+        )
+    )
+    if busy:
+        return
+    waiting = session.scalar(
+        select(WorkflowRun)
+        .where(
+            WorkflowRun.repository_id == finished.repository_id,
+            WorkflowRun.concurrency_group == finished.concurrency_group,
+            WorkflowRun.status == RunStatus.PENDING,
+        )
+        .order_by(WorkflowRun.id)
+        .limit(1)
+    )
+    if waiting is not None:
+        waiting.status = RunStatus.QUEUED
+        advance(session, settings, waiting)
+
+
+# The job graph ----------------------------------------------------------------------------------
+
+
+def _combined(results: Sequence[Conclusion | None]) -> str:
+    values = [str(result) if result else "failure" for result in results]
+    if any(value == "failure" for value in values):
+        return "failure"
+    if any(value == "cancelled" for value in values):
+        return "cancelled"
+    if values and all(value == "skipped" for value in values):
+        return "skipped"
+    return "success"
+
+
+def needs_context(jobs: Sequence[WorkflowJob], needs: Sequence[str]) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    for key in needs:
+        group = [job for job in jobs if job.job_key == key]
+        outputs: dict[str, Any] = {}
+        for job in group:
+            outputs.update(job.outputs or {})
+        context[key] = {"result": _combined([job.conclusion for job in group]), "outputs": outputs}
+    return context
+
+
+def _if_holds(
+    run: WorkflowRun, job: WorkflowJob, contexts: dict[str, Any], needs: dict[str, Any]
+) -> bool:
+    from opencodehub.actions.expressions import evaluate_if
+
+    definition = (run.workflow_data.get("jobs") or {}).get(job.job_key) or {}
+    results = [value["result"] for value in needs.values()]
+    run_cancelled = run.conclusion == Conclusion.CANCELLED or run.cancel_requested
+    status_functions = {
+        "success": lambda: not run_cancelled and all(r == "success" for r in results),
+        "failure": lambda: any(r == "failure" for r in results),
+        "cancelled": lambda: run_cancelled,
+        "always": lambda: True,
+    }
+    return evaluate_if(definition.get("if"), contexts, status_functions)
+
+
+def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
+    """Queue every waiting job whose needs are done and whose `if` holds; skip those whose `if`
+    fails; complete the run when every job is done."""
+    from opencodehub.actions.expressions import ExpressionError
+
+    if run.status in (RunStatus.PENDING, RunStatus.COMPLETED):
+        return
+    jobs = session.scalars(
+        select(WorkflowJob).where(WorkflowJob.run_id == run.id).order_by(WorkflowJob.id)
+    ).all()
+    contexts = None
+    changed = True
+    while changed:
+        changed = False
+        for job in jobs:
+            if job.status != JobStatus.WAITING:
+                continue
+            deps = [other for other in jobs if other.job_key in job.needs]
+            if any(dep.status != JobStatus.COMPLETED for dep in deps):
+                continue
+            if contexts is None:
+                contexts = _base_contexts(session, settings, run)
+            needs = needs_context(jobs, job.needs)
+            job_contexts = {**contexts, "needs": needs, "matrix": job.matrix}
+            try:
+                holds = _if_holds(run, job, job_contexts, needs)
+            except ExpressionError as exc:
+                _finish_job(job, Conclusion.FAILURE, error=f"if: {exc}")
+                changed = True
+                continue
+            if not holds:
+                cancelled = run.cancel_requested
+                _finish_job(job, Conclusion.CANCELLED if cancelled else Conclusion.SKIPPED)
+                _report_status(session, settings, run, job)
+                changed = True
+                continue
+            now = utcnow()
+            job.status = JobStatus.QUEUED
+            job.queued_at = now
+            job.enqueued_at = now
+            session.flush()
+            _enqueue_after_commit(session, settings, job)
+            _report_status(session, settings, run, job)
+    _settle_run(session, settings, run, jobs)
+
+
+def _finish_job(job: WorkflowJob, conclusion: Conclusion, *, error: str | None = None) -> None:
+    now = utcnow()
+    job.status = JobStatus.COMPLETED
+    job.conclusion = conclusion
+    job.completed_at = now
+    if error:
+        job.error = error
+    tokens.revoke_job_token(job)
+
+
+def _settle_run(
+    session: Session, settings: Settings, run: WorkflowRun, jobs: Sequence[WorkflowJob]
+) -> None:
+    if run.status == RunStatus.COMPLETED:
+        return
+    if any(job.status == JobStatus.IN_PROGRESS for job in jobs) and run.status == RunStatus.QUEUED:
+        run.status = RunStatus.IN_PROGRESS
+        run.run_started_at = run.run_started_at or utcnow()
+    if jobs and all(job.status == JobStatus.COMPLETED for job in jobs):
+        conclusions = [job.conclusion for job in jobs]
+        if run.cancel_requested or Conclusion.CANCELLED in conclusions:
+            run.conclusion = (
+                Conclusion.FAILURE if Conclusion.FAILURE in conclusions else Conclusion.CANCELLED
+            )
+        elif Conclusion.FAILURE in conclusions:
+            run.conclusion = Conclusion.FAILURE
+        else:
+            run.conclusion = Conclusion.SUCCESS
+        if run.cancel_requested:
+            run.conclusion = Conclusion.CANCELLED
+        run.status = RunStatus.COMPLETED
+        run.completed_at = utcnow()
+        session.flush()
+        _start_next_in_group(session, settings, run)
+    session.flush()
+
+
+# Commit statuses --------------------------------------------------------------------------------
+
+_STATUS_STATES = {
+    Conclusion.SUCCESS: ("success", "Successful"),
+    Conclusion.FAILURE: ("failure", "Failing"),
+    Conclusion.CANCELLED: ("error", "Cancelled"),
+    Conclusion.SKIPPED: ("success", "Skipped"),
+}
+
+
+def _report_status(
+    session: Session, settings: Settings, run: WorkflowRun, job: WorkflowJob
+) -> None:
+    """The job's result as a commit status `{workflow} / {job}` (when statuses exist)."""
+    try:
+        statuses = importlib.import_module("opencodehub.repos.statuses")
+    except ModuleNotFoundError:
+        return
+    set_status = getattr(statuses, "set_status", None)
+    if set_status is None:
+        return
+    if job.status == JobStatus.COMPLETED and job.conclusion is not None:
+        state, description = _STATUS_STATES[job.conclusion]
+    elif job.status == JobStatus.IN_PROGRESS:
+        state, description = "pending", "In progress"
+    else:
+        state, description = "pending", "Queued"
+    url = (
+        f"{settings.effective_base_url}/{run.repository.full_name}/actions/runs/{run.id}"
+        f"/jobs/{job.id}"
+    )
+    try:
+        with session.begin_nested():
+            set_status(
+                session,
+                run.repository,
+                run.head_sha,
+                state=state,
+                context=f"{run.name} / {job.name}"[:255],
+                description=description,
+                target_url=url,
+                creator=run.actor,
+            )
+    except Exception:
+        log.exception("commit status could not be set", run_id=run.id, job_id=job.id)
+
+
+# Dispatch ---------------------------------------------------------------------------------------
+
+
+def claim_job(session: Session, job_id: int, runner: Runner) -> WorkflowJob | None:
+    """Take a queued job for `runner`: a compare-and-set on the status, so a job id delivered
+    twice is taken once."""
+    job = session.get(WorkflowJob, job_id)
+    if job is None or job.status != JobStatus.QUEUED:
+        return None
+    if not runner_accepts(runner.labels, job.runs_on):
+        return None
+    now = utcnow()
+    taken = session.execute(
+        update(WorkflowJob)
+        .where(WorkflowJob.id == job_id, WorkflowJob.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.IN_PROGRESS,
+            runner_id=runner.id,
+            runner_name=runner.name,
+            started_at=now,
+            heartbeat_at=now,
+            lease_count=WorkflowJob.lease_count + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:
+        session.expire(job)
+        return None
+    session.refresh(job)
+    runner.busy = True
+    return job
+
+
+def claim_from_database(session: Session, runner: Runner, limit: int = 50) -> WorkflowJob | None:
+    """The oldest queued job this runner can take, found without the queue (its fallback)."""
+    candidates = session.execute(
+        select(WorkflowJob.id, WorkflowJob.runs_on)
+        .where(WorkflowJob.status == JobStatus.QUEUED)
+        .order_by(WorkflowJob.queued_at, WorkflowJob.id)
+        .limit(limit)
+    ).all()
+    for job_id, labels in candidates:
+        if not _runner_may_run(session, runner, job_id):
+            continue
+        if runner_accepts(runner.labels, labels):
+            job = claim_job(session, job_id, runner)
+            if job is not None:
+                return job
+    return None
+
+
+def _runner_may_run(session: Session, runner: Runner, job_id: int) -> bool:
+    """Repository runners take their repository's jobs, organization runners their
+    organization's, instance runners everyone's."""
+    if runner.repository_id is None and runner.owner_id is None:
+        return True
+    row = session.execute(
+        select(Repository.id, Repository.owner_id)
+        .join(WorkflowJob, WorkflowJob.repository_id == Repository.id)
+        .where(WorkflowJob.id == job_id)
+    ).first()
+    if row is None:
+        return False
+    if runner.repository_id is not None:
+        return row[0] == runner.repository_id
+    return row[1] == runner.owner_id
+
+
+def claim_for_runner(session: Session, job_id: int, runner: Runner) -> WorkflowJob | None:
+    if not _runner_may_run(session, runner, job_id):
+        return None
+    return claim_job(session, job_id, runner)
+
+
+def start_job(session: Session, settings: Settings, job: WorkflowJob) -> JobSpec:
+    """After a claim: issue the job token, mark the run started, build the JobSpec."""
+    token = tokens.issue_job_token(job)
+    run = job.run
+    if run.status == RunStatus.QUEUED:
+        run.status = RunStatus.IN_PROGRESS
+        run.run_started_at = run.run_started_at or utcnow()
+    session.flush()
+    _report_status(session, settings, run, job)
+    return build_spec(session, settings, job, token)
+
+
+def build_spec(session: Session, settings: Settings, job: WorkflowJob, token: str) -> JobSpec:
+    run = job.run
+    jobs = session.scalars(select(WorkflowJob).where(WorkflowJob.run_id == run.id)).all()
+    definition = dict((run.workflow_data.get("jobs") or {}).get(job.job_key) or {})
+    secrets = _secrets(session, settings, run)
+    secrets["GITHUB_TOKEN"] = token
+    siblings = sorted((j for j in jobs if j.job_key == job.job_key), key=lambda j: j.id)
+    strategy_raw = definition.get("strategy") or {}
+    github = github_context(settings, run)
+    github["job"] = job.job_key
+    github["token"] = token
+    return JobSpec(
+        job_id=job.id,
+        run_id=run.id,
+        run_number=run.run_number,
+        run_attempt=run.run_attempt,
+        workflow_name=run.name,
+        workflow_path=run.workflow_path,
+        job_key=job.job_key,
+        job_name=job.name,
+        job=definition,
+        workflow_env=dict(run.workflow_data.get("env") or {}),
+        workflow_defaults=dict(run.workflow_data.get("defaults") or {}),
+        contexts=JobContexts(
+            github=github,
+            vars=_variables(session, run.repository_id),
+            secrets=secrets,
+            matrix=dict(job.matrix or {}),
+            strategy={
+                "fail-fast": bool(strategy_raw.get("fail-fast", True))
+                if isinstance(strategy_raw, dict)
+                else True,
+                "job-index": siblings.index(job) if job in siblings else 0,
+                "job-total": len(siblings),
+                "max-parallel": len(siblings),
+            },
+            needs=needs_context(jobs, job.needs),
+            inputs=dict(run.inputs or {}),
+        ),
+        server_url=settings.effective_base_url,
+        api_url=f"{settings.effective_base_url}/api/v3",
+        token=token,
+        repository=run.repository.full_name,
+        sha=run.head_sha,
+        ref=run.head_ref,
+        event_name=run.event,
+        event_payload=dict(run.event_payload or {}),
+        actor=run.actor.username if run.actor else "",
+        runner_name=job.runner_name,
+    )
+
+
+def held_job(session: Session, runner: Runner, job_id: int) -> WorkflowJob:
+    """A job the runner holds (in progress, leased to it); NotFound otherwise."""
+    job = session.get(WorkflowJob, job_id) if 0 < job_id < 2**63 else None
+    if job is None or job.runner_id != runner.id or job.status != JobStatus.IN_PROGRESS:
+        raise NotFound("The runner does not hold this job.")
+    job.heartbeat_at = utcnow()
+    return job
+
+
+def heartbeat(session: Session, runner: Runner, job_ids: Sequence[int]) -> tuple[list, list]:
+    """Refresh the runner's leases; (jobs to cancel, jobs it no longer holds)."""
+    now = utcnow()
+    runner.last_heartbeat_at = now
+    cancel: list[int] = []
+    unknown: list[int] = []
+    ids = [job_id for job_id in job_ids if 0 < job_id < 2**63]
+    jobs = (
+        {job.id: job for job in session.scalars(select(WorkflowJob).where(WorkflowJob.id.in_(ids)))}
+        if ids
+        else {}
+    )
+    for job_id in job_ids:
+        job = jobs.get(job_id)
+        if job is None or job.runner_id != runner.id or job.status != JobStatus.IN_PROGRESS:
+            unknown.append(job_id)
+            continue
+        job.heartbeat_at = now
+        if job.cancel_requested:
+            cancel.append(job_id)
+    runner.busy = bool(set(job_ids) - set(unknown))
+    return cancel, unknown
+
+
+def update_step(
+    session: Session,
+    job: WorkflowJob,
+    index: int,
+    name: str,
+    status: str,
+    conclusion: str | None,
+) -> JobStep:
+    step = session.scalar(select(JobStep).where(JobStep.job_id == job.id, JobStep.number == index))
+    now = utcnow()
+    if step is None:
+        step = JobStep(job_id=job.id, number=index, name=name[:512], started_at=now)
+        try:
+            with session.begin_nested():
+                session.add(step)
+                session.flush()
+        except IntegrityError:
+            step = session.scalar(
+                select(JobStep).where(JobStep.job_id == job.id, JobStep.number == index)
+            )
+            assert step is not None
+    step.name = name[:512] or step.name
+    if status == "completed":
+        step.status = JobStatus.COMPLETED
+        step.conclusion = Conclusion(conclusion) if conclusion else Conclusion.SUCCESS
+        step.completed_at = step.completed_at or now
+    else:
+        step.status = JobStatus.IN_PROGRESS
+    session.flush()
+    return step
+
+
+def add_annotation(
+    session: Session, job: WorkflowJob, level: str, message: str, path: str, line: int | None
+) -> None:
+    count = session.scalar(select(func.count()).where(Annotation.job_id == job.id)) or 0
+    if count >= 100:  # GitHub keeps ten per step; a hundred per job bounds a noisy one
+        return
+    session.add(
+        Annotation(job_id=job.id, level=level, message=message, path=path[:1024], line=line)
+    )
+    session.flush()
+
+
+def complete_job(
+    session: Session, settings: Settings, job: WorkflowJob, result: JobResult
+) -> WorkflowJob:
+    """The runner's result: outputs, step states, the job's conclusion; then the graph moves."""
+    job.outputs = {str(k)[:255]: str(v)[: 1024 * 1024] for k, v in result.outputs.items()}
+    for step in result.steps:
+        update_step(session, job, step.index, step.name, "completed", step.conclusion)
+    conclusion = Conclusion(result.result)
+    if job.cancel_requested and conclusion != Conclusion.SUCCESS:
+        conclusion = Conclusion.CANCELLED
+    _finish_job(job, conclusion)
+    session.flush()
+    _after_job(session, settings, job)
+    return job
+
+
+def _after_job(session: Session, settings: Settings, job: WorkflowJob) -> None:
+    run = job.run
+    try:
+        logs.archive(session, settings, job)
+    except Exception:
+        log.exception("job log could not be archived; it stays in the database", job_id=job.id)
+    _report_status(session, settings, run, job)
+    notify_logs_after_commit(session, settings, job.id)
+    if job.conclusion == Conclusion.FAILURE:
+        _fail_fast(session, settings, run, job)
+    _release_runner(session, job)
+    advance(session, settings, run)
+
+
+def _release_runner(session: Session, job: WorkflowJob) -> None:
+    if job.runner_id is None:
+        return
+    runner = session.get(Runner, job.runner_id)
+    if runner is None:
+        return
+    others = session.scalar(
+        select(func.count()).where(
+            WorkflowJob.runner_id == runner.id, WorkflowJob.status == JobStatus.IN_PROGRESS
+        )
+    )
+    runner.busy = bool(others)
+
+
+def _fail_fast(session: Session, settings: Settings, run: WorkflowRun, failed: WorkflowJob) -> None:
+    definition = (run.workflow_data.get("jobs") or {}).get(failed.job_key) or {}
+    strategy = definition.get("strategy") or {}
+    if not isinstance(strategy, dict) or not strategy.get("matrix"):
+        return
+    if strategy.get("fail-fast", True) is False:
+        return
+    siblings = session.scalars(
+        select(WorkflowJob).where(
+            WorkflowJob.run_id == run.id,
+            WorkflowJob.job_key == failed.job_key,
+            WorkflowJob.id != failed.id,
+            WorkflowJob.status != JobStatus.COMPLETED,
+        )
+    ).all()
+    for sibling in siblings:
+        _cancel_job(session, settings, run, sibling)
+
+
+def _cancel_job(session: Session, settings: Settings, run: WorkflowRun, job: WorkflowJob) -> None:
+    if job.status == JobStatus.IN_PROGRESS:
+        job.cancel_requested = True
+    elif job.status in (JobStatus.QUEUED, JobStatus.WAITING):
+        _finish_job(job, Conclusion.CANCELLED)
+        _report_status(session, settings, run, job)
+
+
+def release_job(session: Session, settings: Settings, job: WorkflowJob, reason: str) -> bool:
+    """A job a runner gives back (shutting down) or lost (reaper): queued again once when no
+    step started, else failed with `reason`. True when queued again."""
+    started = session.scalar(select(func.count()).where(JobStep.job_id == job.id))
+    if not started and job.requeues < MAX_REQUEUES and not job.cancel_requested:
+        now = utcnow()
+        job.status = JobStatus.QUEUED
+        job.requeues += 1
+        job.runner_id = None
+        job.runner_name = ""
+        job.started_at = None
+        job.heartbeat_at = None
+        job.queued_at = now
+        job.enqueued_at = now
+        tokens.revoke_job_token(job)
+        session.flush()
+        _enqueue_after_commit(session, settings, job)
+        return True
+    conclusion = Conclusion.CANCELLED if job.cancel_requested else Conclusion.FAILURE
+    _finish_job(job, conclusion, error=reason)
+    for step in session.scalars(
+        select(JobStep).where(JobStep.job_id == job.id, JobStep.status != JobStatus.COMPLETED)
+    ):
+        step.status = JobStatus.COMPLETED
+        step.conclusion = conclusion
+        step.completed_at = utcnow()
+    session.flush()
+    _after_job(session, settings, job)
+    return False
+
+
+# Cancelling and re-running ----------------------------------------------------------------------
+
+
+def cancel_run(session: Session, settings: Settings, run: WorkflowRun) -> None:
+    """Stop a run: waiting and queued jobs end as cancelled at once, running ones are told
+    through their runner's next heartbeat."""
+    if run.status == RunStatus.COMPLETED:
+        raise Conflict("Cannot cancel a workflow run that is completed.")
+    run.cancel_requested = True
+    jobs = session.scalars(select(WorkflowJob).where(WorkflowJob.run_id == run.id)).all()
+    for job in jobs:
+        _cancel_job(session, settings, run, job)
+    if run.status == RunStatus.PENDING:
+        run.status = RunStatus.QUEUED
+    session.flush()
+    _settle_run(session, settings, run, jobs)
+
+
+def rerun(session: Session, settings: Settings, actor: Actor, run: WorkflowRun) -> WorkflowRun:
+    """Run every job of a completed run again (GitHub's re-run: the same run, attempt + 1)."""
+    if run.status != RunStatus.COMPLETED:
+        raise Conflict("This workflow run is not completed.")
+    if run.error:
+        raise Conflict("This workflow run cannot be re-run: its workflow file is invalid.")
+    jobs = session.scalars(select(WorkflowJob).where(WorkflowJob.run_id == run.id)).all()
+    for job in jobs:
+        session.delete(job)
+    session.flush()
+    run.run_attempt += 1
+    run.status = RunStatus.QUEUED
+    run.conclusion = None
+    run.cancel_requested = False
+    run.completed_at = None
+    run.run_started_at = None
+    run.triggering_actor_id = actor.user_id
+    workflow = _rebuild(run)
+    contexts = _base_contexts(session, settings, run)
+    from opencodehub.actions.expressions import ExpressionError
+    from opencodehub.actions.workflow import job_display_name
+
+    new_jobs: list[WorkflowJob] = []
+    for key, job in workflow.jobs.items():
+        try:
+            combos = _expand(job, contexts)
+        except (ValueError, ExpressionError) as exc:
+            return _fail_run(session, settings, run, f"{run.workflow_path}: job '{key}': {exc}")
+        permissions = tokens.resolve_permissions(
+            workflow.permissions, job.permissions, read_only=run.is_fork
+        )
+        for combo in combos:
+            job_contexts = {**contexts, "matrix": combo}
+            new_jobs.append(
+                WorkflowJob(
+                    run_id=run.id,
+                    repository_id=run.repository_id,
+                    job_key=key,
+                    name=job_display_name(job, combo, job_contexts)[:512],
+                    matrix=_json_safe(combo),
+                    needs=list(job.needs),
+                    runs_on=_labels(job, job_contexts),
+                    status=JobStatus.WAITING,
+                    permissions=permissions,
+                )
+            )
+    session.add_all(new_jobs)
+    session.flush()
+    _apply_concurrency(session, settings, run)
+    advance(session, settings, run)
+    return run
+
+
+def _rebuild(run: WorkflowRun) -> Any:
+    """The run's workflow from the stored mapping (it was valid when the run was made)."""
+    import yaml
+
+    from opencodehub.actions.workflow import parse_workflow
+
+    text = yaml.safe_dump(run.workflow_data, sort_keys=False)
+    return parse_workflow(run.workflow_path, text)
+
+
+# The reaper and the sweep -----------------------------------------------------------------------
+
+
+def reap(session: Session, settings: Settings, *, lease_seconds: float = LEASE_SECONDS) -> int:
+    """End jobs whose runner stopped heartbeating: queued again once when no step started,
+    else failed with "runner lost". Returns how many were reaped."""
+    cutoff = utcnow() - timedelta(seconds=lease_seconds)
+    stale = session.scalars(
+        select(WorkflowJob)
+        .where(
+            WorkflowJob.status == JobStatus.IN_PROGRESS,
+            or_(WorkflowJob.heartbeat_at.is_(None), WorkflowJob.heartbeat_at < cutoff),
+        )
+        .limit(200)
+    ).all()
+    for job in stale:
+        release_job(session, settings, job, "The runner lost contact with the server.")
+    return len(stale)
+
+
+def reenqueue(
+    session: Session, settings: Settings, *, older_than: timedelta = REENQUEUE_AFTER
+) -> int:
+    """Push again the queued jobs nobody took for a while (a restarted Redis lost its lists;
+    a duplicate id is harmless: the claim is a compare-and-set)."""
+    cutoff = utcnow() - older_than
+    jobs = session.scalars(
+        select(WorkflowJob)
+        .where(
+            WorkflowJob.status == JobStatus.QUEUED,
+            or_(WorkflowJob.enqueued_at.is_(None), WorkflowJob.enqueued_at < cutoff),
+        )
+        .order_by(WorkflowJob.id)
+        .limit(1000)
+    ).all()
+    now = utcnow()
+    for job in jobs:
+        job.enqueued_at = now
+        _enqueue_after_commit(session, settings, job)
+    return len(jobs)
+
+
+# Lookups for the API and the web UI -------------------------------------------------------------
+
+
+def get_run(session: Session, repository: Repository, run_id: int) -> WorkflowRun:
+    run = session.get(WorkflowRun, run_id) if 0 < run_id < 2**63 else None
+    if run is None or run.repository_id != repository.id:
+        raise NotFound()
+    return run
+
+
+def get_job(session: Session, repository: Repository, job_id: int) -> WorkflowJob:
+    job = session.get(WorkflowJob, job_id) if 0 < job_id < 2**63 else None
+    if job is None or job.repository_id != repository.id:
+        raise NotFound()
+    return job
+
+
+def list_runs(
+    session: Session,
+    repository: Repository,
+    *,
+    workflow_id: int | None = None,
+    event: str | None = None,
+    status: str | None = None,
+    branch: str | None = None,
+    head_sha: str | None = None,
+    offset: int = 0,
+    limit: int = 30,
+) -> tuple[list[WorkflowRun], int]:
+    conditions = [WorkflowRun.repository_id == repository.id]
+    if workflow_id is not None:
+        conditions.append(WorkflowRun.workflow_id == workflow_id)
+    if event:
+        conditions.append(WorkflowRun.event == event)
+    if branch:
+        conditions.append(WorkflowRun.head_branch == branch)
+    if head_sha:
+        conditions.append(WorkflowRun.head_sha == head_sha)
+    if status:
+        if status in {c.value for c in Conclusion}:
+            conditions.append(WorkflowRun.conclusion == Conclusion(status))
+        elif status in {s.value for s in RunStatus}:
+            conditions.append(WorkflowRun.status == RunStatus(status))
+        else:
+            raise ValidationFailed.invalid("WorkflowRun", "status", f"unknown status {status!r}")
+    total = session.scalar(select(func.count()).select_from(WorkflowRun).where(*conditions)) or 0
+    runs = session.scalars(
+        select(WorkflowRun)
+        .where(*conditions)
+        .order_by(WorkflowRun.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return list(runs), total
+
+
+def run_jobs(session: Session, run: WorkflowRun) -> list[WorkflowJob]:
+    return list(
+        session.scalars(
+            select(WorkflowJob).where(WorkflowJob.run_id == run.id).order_by(WorkflowJob.id)
+        )
+    )
+
+
+def job_steps(session: Session, job: WorkflowJob) -> list[JobStep]:
+    return list(
+        session.scalars(select(JobStep).where(JobStep.job_id == job.id).order_by(JobStep.number))
+    )
+
+
+def run_annotations(session: Session, run: WorkflowRun) -> list[tuple[WorkflowJob, Annotation]]:
+    rows = session.execute(
+        select(WorkflowJob, Annotation)
+        .join(Annotation, Annotation.job_id == WorkflowJob.id)
+        .where(WorkflowJob.run_id == run.id)
+        .order_by(Annotation.id)
+    ).all()
+    return [(job, annotation) for job, annotation in rows]
+
+
+def list_workflows(session: Session, repository: Repository) -> list[Workflow]:
+    return list(
+        session.scalars(
+            select(Workflow).where(Workflow.repository_id == repository.id).order_by(Workflow.id)
+        )
+    )
+
+
+def find_workflow(session: Session, repository: Repository, id_or_name: str) -> Workflow:
+    conditions = [Workflow.repository_id == repository.id]
+    if id_or_name.isdigit() and len(id_or_name) < 19:
+        conditions.append(Workflow.id == int(id_or_name))
+    else:
+        conditions.append(
+            or_(
+                Workflow.path == f"{WORKFLOW_DIR}/{id_or_name}",
+                Workflow.path == id_or_name,
+            )
+        )
+    found = session.scalar(select(Workflow).where(*conditions))
+    if found is None:
+        raise NotFound()
+    return found
+
+
+# workflow_dispatch ------------------------------------------------------------------------------
+
+
+def dispatch(
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    repository: Repository,
+    workflow_file: str,
+    ref: str,
+    inputs: dict[str, Any],
+) -> WorkflowRun:
+    """Run a workflow with `on: workflow_dispatch` at a branch or tag, with typed inputs."""
+    authorize(session, actor, repository, Permission.WRITE)
+    git = store.open_repository(settings, repository.id)
+    full_ref = ref if ref.startswith("refs/") else None
+    for candidate in [full_ref] if full_ref else [f"refs/heads/{ref}", f"refs/tags/{ref}"]:
+        try:
+            reference = git.references.get(candidate)
+        except (ValueError, pygit2.InvalidSpecError):
+            reference = None
+        if reference is not None:
+            full_ref = candidate
+            sha = str(reference.peel(pygit2.Commit).id)
+            break
+    else:
+        raise ValidationFailed.invalid("Workflow", "ref", f"No ref found for: {ref}")
+    files = [
+        file
+        for file in read_workflow_files(settings, repository.id, sha)
+        if file.path == workflow_file
+    ]
+    if not files:
+        raise NotFound("The workflow file does not exist at this ref.")
+    workflow, error = parse(files[0])
+    if workflow is None:
+        raise ValidationFailed.invalid("Workflow", "workflow", error or "invalid workflow")
+    if workflow.dispatch_inputs is None:
+        raise ValidationFailed.invalid(
+            "Workflow",
+            "workflow",
+            "Workflow does not have 'workflow_dispatch' trigger",
+        )
+    unknown = sorted(set(inputs) - set(workflow.dispatch_inputs))
+    if unknown:
+        raise ValidationFailed(
+            [FieldError("Workflow", "inputs", "invalid", f"Unexpected inputs provided: {unknown}")]
+        )
+    if len(inputs) > 25:
+        raise ValidationFailed.invalid("Workflow", "inputs", "at most 25 inputs")
+    coerced: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for name, spec in workflow.dispatch_inputs.items():
+        try:
+            coerced[name] = spec.coerce(inputs.get(name))
+        except ValueError as exc:
+            errors.append(FieldError("Workflow", f"inputs.{name}", "invalid", str(exc)))
+    if errors:
+        raise ValidationFailed(errors)
+    repo_row = repository
+    trigger = Trigger(
+        event="workflow_dispatch",
+        trigger_key=f"dispatch:{crypto.random_token(16)}",
+        head_sha=sha,
+        head_ref=full_ref or ref,
+        actor_id=actor.user_id,
+        payload={
+            "inputs": coerced,
+            "ref": full_ref,
+            "repository": {"full_name": repo_row.full_name, "id": repo_row.id},
+            "sender": {"login": actor.user.username} if actor.user else {},
+            "workflow": workflow_file,
+        },
+        inputs=coerced,
+        display_title=workflow.name,
+    )
+    run = create_run(session, settings, repository, workflow, trigger)
+    assert run is not None
+    return run
+
+
+# Event consumers --------------------------------------------------------------------------------
+
+
+def _push_record_id(session: Session, repository_id: int, ref: str, sha: str) -> int | None:
+    from opencodehub.repos.models import PushRecord
+
+    return session.scalar(
+        select(func.max(PushRecord.id)).where(
+            PushRecord.repository_id == repository_id,
+            PushRecord.ref == ref,
+            PushRecord.new_sha == sha,
+        )
+    )
+
+
+def handle_push(session: Session, settings: Settings, payload: dict[str, Any]) -> list[WorkflowRun]:
+    """The `push` event (repos/pushes.py): runs for each pushed branch or tag."""
+    if not settings.actions_enabled:
+        return []
+    repository = session.get(Repository, int(payload["repository_id"]))
+    if repository is None or repository.is_archived:
+        return []
+    created: list[WorkflowRun] = []
+    pusher_id = payload.get("pusher_id")
+    for update_ in payload.get("updates", []):
+        if update_.get("deleted"):
+            continue
+        ref, after, before = update_["ref"], update_["after"], update_["before"]
+        if not ref.startswith(("refs/heads/", "refs/tags/")):
+            continue
+        record_id = _push_record_id(session, repository.id, ref, after)
+        key = f"push:{record_id}" if record_id else f"push:{ref}:{payload.get('pushed_at')}"
+        head_summary = _commit_summary(settings, repository.id, after)
+        trigger = Trigger(
+            event="push",
+            trigger_key=key[:128],
+            head_sha=after,
+            head_ref=ref,
+            actor_id=pusher_id,
+            payload={
+                "ref": ref,
+                "before": before,
+                "after": after,
+                "created": bool(update_.get("created")),
+                "deleted": False,
+                "forced": bool(update_.get("forced")),
+                "repository": {"id": repository.id, "full_name": repository.full_name},
+                "pusher": {"name": payload.get("pusher") or ""},
+                "sender": {"login": payload.get("pusher") or ""},
+                "head_commit": {"id": after, "message": head_summary},
+            },
+            display_title=head_summary.split("\n", 1)[0],
+            changed=changed_paths(settings, repository.id, before, after),
+        )
+        created.extend(runs_for_trigger(session, settings, repository, trigger))
+        if ref == f"refs/heads/{repository.default_branch}":
+            sync_schedules(session, settings, repository, after)
+    return created
+
+
+def _commit_summary(settings: Settings, repository_id: int, sha: str) -> str:
+    try:
+        commit = store.open_repository(settings, repository_id)[sha].peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError):
+        return ""
+    return commit.message.strip()[:1024]
+
+
+def handle_pull_request(
+    session: Session, settings: Settings, payload: dict[str, Any]
+) -> list[WorkflowRun]:
+    """The `pull_request` event (pulls service): runs on the head commit; a head in a fork runs
+    without secrets and with a read-only token."""
+    if not settings.actions_enabled:
+        return []
+    repository = session.get(Repository, int(payload["repository_id"]))
+    if repository is None or repository.is_archived:
+        return []
+    from opencodehub.pulls.models import PullRequest
+
+    pull = session.get(PullRequest, int(payload["pull_request_id"]))
+    if pull is None or pull.repository_id != repository.id:
+        return []
+    action = str(payload.get("action", ""))
+    head_sha = str(payload.get("head_sha") or pull.head_sha)
+    is_fork = pull.head_repository_id != repository.id
+    title = pull.issue.title if pull.issue is not None else ""
+    base_ref = str(payload.get("base_ref") or pull.base_ref)
+    head_ref = str(payload.get("head_ref") or pull.head_ref)
+    trigger = Trigger(
+        event="pull_request",
+        trigger_key=f"pr:{pull.id}:{action}"[:128],
+        head_sha=head_sha,
+        head_ref=f"refs/pull/{pull.number}/merge",
+        actor_id=payload.get("actor_id"),
+        payload={
+            "action": action,
+            "number": pull.number,
+            "pull_request": {
+                "id": pull.id,
+                "number": pull.number,
+                "title": title,
+                "head": {"ref": head_ref, "sha": head_sha},
+                "base": {"ref": base_ref, "sha": pull.base_sha},
+                "merged": bool(payload.get("merged")),
+            },
+            "repository": {"id": repository.id, "full_name": repository.full_name},
+        },
+        is_fork=is_fork,
+        display_title=title,
+        action=action,
+        base_ref=base_ref,
+        changed=changed_paths(settings, repository.id, pull.base_sha, head_sha),
+    )
+    return runs_for_trigger(session, settings, repository, trigger)
+
+
+# Schedules --------------------------------------------------------------------------------------
+
+
+def sync_schedules(session: Session, settings: Settings, repository: Repository, sha: str) -> None:
+    """Keep the `schedule:` crons of the default branch's workflows in the schedule table."""
+    wanted: set[tuple[str, str]] = set()
+    for file in read_workflow_files(settings, repository.id, sha):
+        workflow, _error = parse(file)
+        if workflow is None:
+            continue
+        for cron in workflow.schedules:
+            wanted.add((file.path, str(cron)[:128]))
+    existing = session.scalars(
+        select(WorkflowSchedule).where(WorkflowSchedule.repository_id == repository.id)
+    ).all()
+    have = {(row.workflow_path, row.cron): row for row in existing}
+    for key, row in have.items():
+        if key not in wanted:
+            session.delete(row)
+    for path, cron in wanted - set(have):
+        try:
+            with session.begin_nested():
+                session.add(
+                    WorkflowSchedule(repository_id=repository.id, workflow_path=path, cron=cron)
+                )
+        except IntegrityError:
+            continue  # another worker added it
+
+
+def fire_schedules(session: Session, settings: Settings, now: datetime | None = None) -> int:
+    """Create the runs whose cron fired since the last check. The fire time is the trigger key,
+    so any number of workers firing the same minute create one run."""
+    from croniter import croniter
+
+    now = now or utcnow()
+    fired = 0
+    for row in session.scalars(select(WorkflowSchedule)).all():
+        try:
+            fire_time = croniter(row.cron, now).get_prev(datetime)
+        except (ValueError, KeyError):
+            continue
+        if fire_time <= row.since or now - fire_time > timedelta(hours=1):
+            continue
+        repository = session.get(Repository, row.repository_id)
+        if repository is None or repository.is_archived:
+            continue
+        git = store.open_repository(settings, repository.id)
+        try:
+            sha = str(
+                git.references[f"refs/heads/{repository.default_branch}"].peel(pygit2.Commit).id
+            )
+        except (KeyError, pygit2.GitError):
+            continue
+        files = [
+            f
+            for f in read_workflow_files(settings, repository.id, sha)
+            if f.path == row.workflow_path
+        ]
+        if not files:
+            continue
+        workflow, _error = parse(files[0])
+        if workflow is None or row.cron not in workflow.schedules:
+            continue
+        trigger = Trigger(
+            event="schedule",
+            trigger_key=f"schedule:{crypto.sha256_hex(row.cron)[:16]}:{isoformat(fire_time)}",
+            head_sha=sha,
+            head_ref=f"refs/heads/{repository.default_branch}",
+            actor_id=None,
+            payload={"schedule": row.cron},
+            display_title=workflow.name,
+        )
+        if create_run(session, settings, repository, workflow, trigger) is not None:
+            fired += 1
+    return fired
+
+
+# Secrets and variables --------------------------------------------------------------------------
+
+
+def set_secret(
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    repository: Repository,
+    name: str,
+    value: str,
+) -> bool:
+    """Create or replace a secret; True when created."""
+    import re
+
+    authorize(session, actor, repository, Permission.ADMIN)
+    if not re.match(SECRET_NAME_PATTERN, name) or name.upper().startswith("GITHUB_"):
+        raise ValidationFailed.invalid(
+            "Secret",
+            "name",
+            "Secret names are letters, digits and _, and may not start with GITHUB_",
+        )
+    if len(value.encode()) > 48 * 1024:
+        raise ValidationFailed.invalid("Secret", "value", "Secrets are at most 48 KB")
+    upper = name.upper()
+    row = session.scalar(
+        select(ActionSecret).where(
+            ActionSecret.repository_id == repository.id, ActionSecret.name == upper
+        )
+    )
+    encrypted = crypto.encrypt(settings.secret, value)
+    if row is not None:
+        row.encrypted_value = encrypted
+        row.updated_at = utcnow()
+        return False
+    session.add(ActionSecret(repository_id=repository.id, name=upper, encrypted_value=encrypted))
+    session.flush()
+    return True
+
+
+def list_secrets(session: Session, actor: Actor, repository: Repository) -> list[ActionSecret]:
+    authorize(session, actor, repository, Permission.ADMIN)
+    return list(
+        session.scalars(
+            select(ActionSecret)
+            .where(ActionSecret.repository_id == repository.id)
+            .order_by(ActionSecret.name)
+        )
+    )
+
+
+def delete_secret(session: Session, actor: Actor, repository: Repository, name: str) -> None:
+    authorize(session, actor, repository, Permission.ADMIN)
+    row = session.scalar(
+        select(ActionSecret).where(
+            ActionSecret.repository_id == repository.id, ActionSecret.name == name.upper()
+        )
+    )
+    if row is None:
+        raise NotFound()
+    session.delete(row)
+
+
+def set_variable(
+    session: Session, actor: Actor, repository: Repository, name: str, value: str
+) -> None:
+    import re
+
+    authorize(session, actor, repository, Permission.ADMIN)
+    if not re.match(SECRET_NAME_PATTERN, name) or name.upper().startswith("GITHUB_"):
+        raise ValidationFailed.invalid("Variable", "name", "invalid variable name")
+    row = session.scalar(
+        select(ActionVariable).where(
+            ActionVariable.repository_id == repository.id, ActionVariable.name == name.upper()
+        )
+    )
+    if row is None:
+        session.add(ActionVariable(repository_id=repository.id, name=name.upper(), value=value))
+    else:
+        row.value = value
+    session.flush()

@@ -1,0 +1,103 @@
+"""The runner protocol's messages, shared by the server (`actions/runner_api.py`) and the agent.
+
+Every request after registration carries `Authorization: Bearer <runner secret>`. See
+docs/runner-protocol.md for the exchange; nothing here imports the server.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from opencodehub.runner.jobspec import JobResult, JobSpec
+
+PROTOCOL_VERSION = 1
+PREFIX = "/-/runner/v1"
+MAX_LOG_BATCH = 1000
+MAX_LOG_LINE = 64 * 1024
+
+Level = Literal["notice", "warning", "error"]
+StepStatus = Literal["in_progress", "completed"]
+StepConclusion = Literal["success", "failure", "cancelled", "skipped"]
+
+
+class RegisterRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._-]+$")
+    # Label names only (`ubuntu-latest`); which executor serves a label stays on the runner.
+    labels: list[str] = Field(default_factory=list, max_length=64)
+    version: str = Field(default="", max_length=64)
+
+
+class RegisterResponse(BaseModel):
+    id: int
+    name: str
+    labels: list[str]
+    secret: str
+
+
+class JobRequest(BaseModel):
+    """A long poll: wait up to `wait_seconds` for a job matching the runner's labels."""
+
+    wait_seconds: float = Field(default=20.0, ge=0, le=60)
+
+
+class JobAssignment(BaseModel):
+    spec: JobSpec
+    # The job's `runs-on` labels, evaluated: the runner picks the executor of the first it has.
+    labels: list[str] = Field(default_factory=list)
+    heartbeat_interval: float
+    # Refreshed by every call about the job; past this without one the reaper takes the job.
+    lease_seconds: float
+
+
+class Heartbeat(BaseModel):
+    job_ids: list[int] = Field(default_factory=list, max_length=256)
+
+
+class HeartbeatResponse(BaseModel):
+    # Jobs the runner must stop: cancelled by a user, or no longer the runner's (reaped).
+    cancel: list[int] = Field(default_factory=list)
+    unknown: list[int] = Field(default_factory=list)
+
+
+class StepUpdate(BaseModel):
+    index: int = Field(ge=0, le=10_000)
+    name: str = Field(max_length=512)
+    status: StepStatus
+    conclusion: StepConclusion | None = None
+    outcome: StepConclusion | None = None
+
+
+class LogLine(BaseModel):
+    step: int | None = Field(default=None, ge=0, le=10_000)
+    text: str = Field(max_length=MAX_LOG_LINE)
+
+
+class LogBatch(BaseModel):
+    """Lines `start`, `start + 1`, …; lines the server already has are ignored, so a batch is
+    safely sent again after a timeout."""
+
+    start: int = Field(ge=0)
+    lines: list[LogLine] = Field(max_length=MAX_LOG_BATCH)
+
+
+class LogAck(BaseModel):
+    # The number of consecutive lines the server holds from index 0: the next index to send.
+    next_index: int
+
+
+class AnnotationIn(BaseModel):
+    level: Level
+    message: str = Field(max_length=64 * 1024)
+    file: str = Field(default="", max_length=1024)
+    line: int | None = Field(default=None, ge=0)
+
+
+class JobCompletion(BaseModel):
+    result: JobResult
+
+
+class Released(BaseModel):
+    requeued: bool
