@@ -464,3 +464,54 @@ def test_gitignore_and_license_templates(client: TestClient) -> None:
     mit = client.get(f"{API}/licenses/mit").json()
     assert "[year] [fullname]" in mit["body"] and "include-copyright" in mit["conditions"]
     assert client.get(f"{API}/licenses/nope").status_code == 404
+
+
+def test_fork_lineage_and_merge_settings(
+    client: TestClient, tokens: dict[str, dict[str, str]]
+) -> None:
+    create(client, tokens["alice"], name="proj", auto_init=True)
+    plain = client.get(f"{API}/repos/alice/proj").json()
+    assert plain["fork"] is False and "parent" not in plain and "source" not in plain
+    assert (plain["allow_merge_commit"], plain["allow_auto_merge"]) == (True, False)
+    forked = client.post(f"{API}/repos/alice/proj/forks", json={}, headers=tokens["bob"])
+    assert forked.status_code == 202, forked.text
+    again = client.post(
+        f"{API}/repos/bob/proj/forks", json={"name": "copy"}, headers=tokens["carol"]
+    )
+    assert again.status_code == 202, again.text
+    grandchild = client.get(f"{API}/repos/carol/copy", headers=tokens["carol"]).json()
+    assert grandchild["fork"] is True
+    assert grandchild["parent"]["full_name"] == "bob/proj"
+    assert grandchild["source"]["full_name"] == "alice/proj"
+    assert grandchild["parent"]["forks_count"] == 1
+    by_id = client.get(f"{API}/repositories/{grandchild['id']}").json()
+    assert by_id["parent"]["full_name"] == "bob/proj"
+    assert client.get(f"{API}/repos/alice/proj").json()["forks_count"] == 1
+
+    changed = client.patch(
+        f"{API}/repos/alice/proj",
+        json={
+            "allow_squash_merge": False,
+            "delete_branch_on_merge": True,
+            "allow_merge_commit": None,
+        },
+        headers=tokens["alice"],
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert body["allow_squash_merge"] is False and body["delete_branch_on_merge"] is True
+    assert body["allow_merge_commit"] is True and body["allow_rebase_merge"] is True
+    listed = client.get(f"{API}/users/alice/repos").json()
+    assert [repo["allow_squash_merge"] for repo in listed] == [False]
+    none_left = client.patch(
+        f"{API}/repos/alice/proj",
+        json={"allow_merge_commit": False, "allow_rebase_merge": False},
+        headers=tokens["alice"],
+    )
+    assert none_left.status_code == 422
+    assert client.get(f"{API}/repos/alice/proj").json()["allow_merge_commit"] is True
+    not_admin = client.patch(
+        f"{API}/repos/alice/proj", json={"allow_auto_merge": True}, headers=tokens["bob"]
+    )
+    assert not_admin.status_code == 403
+    assert client.get(f"{API}/repos/alice/proj").json()["allow_auto_merge"] is False

@@ -287,6 +287,42 @@ def test_record_push_continues_a_capped_index(
     assert pushes.continue_commit_index(db, settings, result.pending_index) == 0
 
 
+def test_record_push_indexes_exactly_the_new_commits_among_many_branches(
+    db: Database, settings: Settings, setup
+) -> None:
+    repo, alice, git_repo, build = setup
+    trunk = build.chain(None, 40, "trunk")
+    _set_ref(git_repo, "refs/heads/main", trunk[-1])
+    created = [RefUpdate("refs/heads/main", ZERO, trunk[-1])]
+    for index in range(0, 40, 2):
+        tip = build.commit([trunk[index]], f"side {index}")
+        _set_ref(git_repo, f"refs/heads/side/{index}", tip)
+        created.append(RefUpdate(f"refs/heads/side/{index}", ZERO, tip))
+    assert _record(db, settings, repo, alice, created).commits_indexed == 60
+
+    # main moves by two commits, one merging an old side branch; a new branch starts on top.
+    merged = str(git_repo.references["refs/heads/side/10"].target)
+    first = build.commit([trunk[-1], merged], "merge side 10")
+    second = build.commit([first], "after the merge")
+    ahead = build.commit([second], "ahead")
+    _set_ref(git_repo, "refs/heads/main", second)
+    _set_ref(git_repo, "refs/heads/ahead", ahead)
+    result = _record(
+        db,
+        settings,
+        repo,
+        alice,
+        [
+            RefUpdate("refs/heads/main", trunk[-1], second),
+            RefUpdate("refs/heads/ahead", ZERO, ahead),
+        ],
+    )
+    assert result.commits_indexed == 3 and result.pending_index is None
+    shas = [row.sha for row in _rows(db, repo)]
+    assert len(shas) == len(set(shas)) == 63
+    assert {first, second, ahead} <= set(shas)
+
+
 def test_record_push_updates_the_repository(db: Database, settings: Settings, setup) -> None:
     repo, alice, git_repo, build = setup
     sha = build.commit([], "first")
@@ -367,3 +403,13 @@ def test_ref_update_properties() -> None:
     assert create.is_create and not create.is_delete and create.branch == "a/b"
     delete = RefUpdate("refs/tags/v1", "1" * 40, "0" * 64)
     assert delete.is_delete and delete.branch is None
+
+
+def test_branch_list_protected_flag_follows_githubs_patterns() -> None:
+    from opencodehub.repos.browse import is_protected
+
+    assert is_protected("release/1.0", ["release/*"])
+    assert not is_protected("release/1.0/fix", ["release/*"])
+    assert is_protected("release/1.0/fix", ["release/**"])
+    assert is_protected("main", ["dev", "main"]) and not is_protected("mainline", ["main"])
+    assert is_protected("v1", ["v[0-9]"]) and not is_protected("va", ["v[0-9]"])

@@ -1,3 +1,94 @@
-"""Background jobs of this domain (see core/background.py)."""
+"""Background jobs of this domain (see core/background.py).
+
+`pull-requests` follows the `push` events: a push to a pull request's head synchronizes it
+(fetching the commits into the base repository, recording force pushes), and a push to its head
+or base recomputes its mergeability in memory. It also polls, every few seconds, the open pull
+requests with auto-merge on and merges those whose branch protection is now satisfied (reviews
+and commit statuses change without a push, and a poll needs no event from either). Every step
+re-reads the database, so running it on several workers at once is safe: the merge itself is a
+compare-and-swap on the base branch.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from opencodehub.core.background import WorkerContext, background_job
+from opencodehub.core.logging import get_logger
+from opencodehub.pulls import service
+from opencodehub.pulls.models import PullRequest
+from opencodehub.repos import forks
+
+log = get_logger("opencodehub.pulls.jobs")
+
+AUTO_MERGE_POLL_SECONDS = 3.0
+
+
+def process_push(context: WorkerContext, payload: dict[str, Any]) -> int:
+    """Handle one `push` event; returns how many pull requests it touched."""
+    repository_id = payload.get("repository_id")
+    if not isinstance(repository_id, int):
+        return 0
+    refs = [
+        update.get("ref", "")
+        for update in payload.get("updates", [])
+        if isinstance(update, dict) and isinstance(update.get("ref"), str)
+    ]
+    pusher_id = payload.get("pusher_id")
+    with context.database.session() as session:
+        touched = service.handle_push(
+            session,
+            context.settings,
+            repository_id,
+            refs,
+            pusher_id if isinstance(pusher_id, int) else None,
+            events=context.events,
+        )
+        merged = 0
+        for pull in touched:
+            if pull.auto_merge_method and service.try_auto_merge(
+                session, context.settings, pull, events=context.events
+            ):
+                merged += 1
+        return len(touched) + merged
+
+
+def poll_auto_merge(context: WorkerContext) -> int:
+    """Try every open pull request with auto-merge on; returns how many merged."""
+    merged = 0
+    with context.database.session() as session:
+        candidates = service.auto_merge_candidates(session)
+    for pull_id in candidates:
+        try:
+            with context.database.session() as session:
+                pull = session.get(PullRequest, pull_id)
+                if pull is None:
+                    continue
+                if service.try_auto_merge(session, context.settings, pull, events=context.events):
+                    merged += 1
+        except Exception:
+            log.exception("auto-merge attempt failed", pull_request_id=pull_id)
+    return merged
+
+
+@background_job("pull-requests")
+async def pull_requests_job(context: WorkerContext) -> None:
+    forks.remember_settings(context.settings)
+
+    async def on_push(payload: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(process_push, context, payload)
+        except Exception:
+            log.exception("push handling for pull requests failed")
+
+    unsubscribe = context.events.subscribe("push", on_push)
+    try:
+        while True:
+            await asyncio.sleep(AUTO_MERGE_POLL_SECONDS)
+            try:
+                await asyncio.to_thread(poll_auto_merge, context)
+            except Exception:
+                log.exception("auto-merge poll failed")
+    finally:
+        unsubscribe()

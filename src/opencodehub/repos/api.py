@@ -53,6 +53,8 @@ from opencodehub.repos.schemas import (
     RepositoryUpdate,
     Topics,
     TransferRequest,
+    full_repository,
+    full_repository_json,
     license_full,
     license_simple,
     urls_for,
@@ -142,9 +144,12 @@ def _link(request: Request, response: Response, settings: Settings, page: Page, 
 def _repo_out(
     session: Session, settings: Settings, actor: Actor, repo: Repository
 ) -> FullRepository:
-    # GitHub shows `permissions` to signed-in callers only.
-    permission = service.permission_of(session, actor, repo) if actor.user is not None else None
-    return FullRepository.of(repo, settings, permission)
+    return full_repository(session, settings, actor, repo)
+
+
+def _one_repo(session: Session, settings: Settings, actor: Actor, repo: Repository) -> JSONResponse:
+    # A dict, not the model: `parent` and `source` appear only for forks, as on GitHub.
+    return JSONResponse(full_repository_json(session, settings, actor, repo))
 
 
 def _repos_out(
@@ -309,9 +314,9 @@ def list_for_org(
 @router.get("/repositories/{repository_id}", response_model=FullRepository)
 def get_by_id(
     repository_id: RecordId, session: SessionDep, settings: SettingsDep, actor: CurrentActor
-) -> FullRepository:
+) -> Response:
     repo = service.get_by_id_for(session, actor, repository_id)
-    return _repo_out(session, settings, actor, repo)
+    return _one_repo(session, settings, actor, repo)
 
 
 # One repository --------------------------------------------------------------------------------
@@ -320,9 +325,9 @@ def get_by_id(
 @repo_router.get(REPO, response_model=FullRepository)
 def get_repository(
     owner: str, repo: str, session: SessionDep, settings: SettingsDep, actor: CurrentActor
-) -> FullRepository:
+) -> Response:
     record = service.get_for(session, actor, owner, repo)
-    return _repo_out(session, settings, actor, record)
+    return _one_repo(session, settings, actor, record)
 
 
 @repo_router.patch(REPO, response_model=FullRepository)
@@ -333,7 +338,7 @@ def update_repository(
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
-) -> FullRepository:
+) -> Response:
     record = service.get_for(session, actor, owner, repo)
     sent = body.model_fields_set
     service.update_repository(
@@ -350,7 +355,12 @@ def update_repository(
         topics=body.topics,
         archived=body.archived,
     )
-    return _repo_out(session, settings, actor, record)
+    merge_settings = body.merge_settings()
+    if merge_settings:
+        from opencodehub.pulls import service as pulls  # pulls imports the repository services
+
+        pulls.update_merge_settings(session, actor, record, **merge_settings)
+    return _one_repo(session, settings, actor, record)
 
 
 @repo_router.delete(REPO, status_code=204)

@@ -12,7 +12,6 @@ Histories are walked lazily: a page of a 100,000-commit log reads about one page
 
 from __future__ import annotations
 
-import fnmatch
 import heapq
 import posixpath
 import re
@@ -670,7 +669,12 @@ def protected_patterns(session: Session, repository_id: int) -> list[str]:
 
 
 def is_protected(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    """Whether a branch-protection pattern covers `name`, by GitHub's rules (`*` does not
+    cross `/`), the same matching that enforces the rules."""
+    # Imported here: branch protection reads commit statuses, which import this module.
+    from opencodehub.pulls.protection import pattern_matches
+
+    return any(pattern_matches(pattern, name) for pattern in patterns)
 
 
 def list_branches(repo: pygit2.Repository, protected: Iterable[str] = ()) -> list[BranchInfo]:

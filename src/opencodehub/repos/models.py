@@ -106,8 +106,11 @@ class TeamRepository(IdMixin, TimestampMixin, Base):
 
 
 class ProtectedBranch(IdMixin, TimestampMixin, Base):
-    """A branch-name pattern (fnmatch-style glob) whose branches refuse force pushes and
-    deletion."""
+    """A branch protection rule: a branch-name pattern (GitHub's fnmatch rules, see
+    `pulls.protection.pattern_matches`) and what changing a matching branch requires.
+
+    The defaults are the least a rule does: no force pushes, no deletion. Every other
+    requirement is opt-in, as on GitHub."""
 
     __tablename__ = "protected_branches"
 
@@ -117,8 +120,74 @@ class ProtectedBranch(IdMixin, TimestampMixin, Base):
     pattern: Mapped[str] = mapped_column(String(255))
     allow_force_pushes: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_deletions: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Admins obey the rule too (GitHub's "enforce_admins"; force pushes and deletions are
+    # refused to everyone either way).
+    enforce_admins: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Changes land only through a merged pull request with this many approvals.
+    require_pull_request: Mapped[bool] = mapped_column(Boolean, default=False)
+    required_approving_review_count: Mapped[int] = mapped_column(Integer, default=0)
+    dismiss_stale_reviews: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_code_owner_reviews: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Commit status contexts (one per line) that must be `success`; `strict`: the pull
+    # request's head must contain the base branch's tip.
+    require_status_checks: Mapped[bool] = mapped_column(Boolean, default=False)
+    strict_status_checks: Mapped[bool] = mapped_column(Boolean, default=False)
+    required_contexts: Mapped[str] = mapped_column(Text, default="")
+    # Only the listed users and teams (ProtectedBranchAllowance) may push or merge.
+    restrict_pushes: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    allowances: Mapped[list[ProtectedBranchAllowance]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="ProtectedBranchAllowance.id"
+    )
 
     __table_args__ = (UniqueConstraint("repository_id", "pattern"),)
+
+    @property
+    def context_list(self) -> list[str]:
+        return [line for line in self.required_contexts.splitlines() if line.strip()]
+
+
+class ProtectedBranchAllowance(IdMixin, TimestampMixin, Base):
+    """A user or a team allowed to push to a rule's branches when pushes are restricted."""
+
+    __tablename__ = "protected_branch_allowances"
+
+    protected_branch_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("protected_branches.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
+    team_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("teams.id", ondelete="CASCADE"))
+
+    __table_args__ = (Index(None, "protected_branch_id"),)
+
+
+class CommitState(enum.StrEnum):
+    ERROR = "error"
+    FAILURE = "failure"
+    PENDING = "pending"
+    SUCCESS = "success"
+
+
+class CommitStatus(IdMixin, TimestampMixin, Base):
+    """One commit status, as CI systems post them: the latest per (sha, context) counts."""
+
+    __tablename__ = "commit_statuses"
+
+    repository_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("repositories.id", ondelete="CASCADE")
+    )
+    sha: Mapped[str] = mapped_column(String(64))
+    state: Mapped[CommitState] = mapped_column(str_enum(CommitState, "commit_state"))
+    context: Mapped[str] = mapped_column(String(255), default="default")
+    description: Mapped[str | None] = mapped_column(String(1024))
+    target_url: Mapped[str | None] = mapped_column(Text)
+    creator_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+    creator: Mapped[User | None] = relationship(lazy="joined")
+
+    __table_args__ = (Index(None, "repository_id", "sha", "context"),)
 
 
 class CommitRecord(IdMixin, Base):

@@ -14,14 +14,16 @@ pygit2 handle (`open_pushed_objects`), after checking it lies inside the reposit
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Iterable, Sequence
+import contextlib
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import pygit2
-from pygit2.enums import SortMode
 from sqlalchemy import event, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -35,7 +37,7 @@ from opencodehub.core.logging import get_logger
 from opencodehub.core.time import isoformat, utcnow
 from opencodehub.db.engine import Database
 from opencodehub.repos import store
-from opencodehub.repos.models import CommitRecord, ProtectedBranch, PushRecord, Repository
+from opencodehub.repos.models import CommitRecord, PushRecord, Repository
 
 log = get_logger("opencodehub.pushes")
 
@@ -117,13 +119,6 @@ def open_pushed_objects(
     return git_repo
 
 
-def _protection_for(rules: Sequence[ProtectedBranch], branch: str) -> ProtectedBranch | None:
-    for rule in rules:
-        if fnmatch.fnmatchcase(branch, rule.pattern):
-            return rule
-    return None
-
-
 def _is_fast_forward(git_repo: pygit2.Repository, old_sha: str, new_sha: str) -> bool:
     if old_sha == new_sha:
         return True
@@ -141,44 +136,29 @@ def check_push(
     updates: Sequence[RefUpdate],
     *,
     git_repo: pygit2.Repository,
+    via: str = "push",
 ) -> None:
     """Raise Forbidden, with a one-line reason git shows the pusher, unless every update may
-    happen. `git_repo` must see the pushed objects (`open_pushed_objects` during pre-receive)."""
+    happen. `git_repo` must see the pushed objects (`open_pushed_objects` during pre-receive).
+    Branch protection is decided by `pulls.protection.check_ref_update`, the one place every
+    ref update goes through."""
+    from opencodehub.pulls.protection import check_ref_update
+
     if repository.is_archived:
         raise Forbidden(ARCHIVED_MESSAGE)
-    rules = session.scalars(
-        select(ProtectedBranch)
-        .where(ProtectedBranch.repository_id == repository.id)
-        .order_by(ProtectedBranch.id)
-    ).all()
     for update in updates:
         if update.ref.startswith(RESERVED_REF_PREFIXES):
             raise Forbidden(f"{update.ref} is managed by the server and cannot be pushed to.")
-        branch = update.branch
-        if branch is None:
-            continue
-        if update.is_delete and branch == repository.default_branch:
-            raise Forbidden(
-                f"refusing to delete the default branch {branch}; change the default first."
-            )
-        rule = _protection_for(rules, branch)
-        if rule is None:
-            continue
-        if update.is_delete:
-            if not rule.allow_deletions:
-                raise Forbidden(
-                    f"Protected branch update failed for {update.ref}: "
-                    "cannot delete a protected branch."
-                )
-        elif (
-            not update.is_create
-            and not rule.allow_force_pushes
-            and not _is_fast_forward(git_repo, update.old_sha, update.new_sha)
-        ):
-            raise Forbidden(
-                f"Protected branch update failed for {update.ref}: "
-                "cannot force-push to a protected branch."
-            )
+        check_ref_update(
+            session,
+            repository,
+            pusher,
+            update.ref,
+            update.old_sha,
+            update.new_sha,
+            via=via,
+            git_repo=git_repo,
+        )
 
 
 # Post-receive -----------------------------------------------------------------------------------
@@ -226,28 +206,77 @@ def _commit_row(repository_id: int, commit: pygit2.Commit) -> dict[str, object]:
     }
 
 
-def _new_commits(
-    git_repo: pygit2.Repository, tips: Iterable[str], hidden: Iterable[str]
-) -> Iterable[pygit2.Commit]:
-    """Commits reachable from `tips` and from none of `hidden`, newest first."""
-    walker: pygit2.Walker | None = None
-    for tip in tips:
+def _commit_ids(git_repo: pygit2.Repository, shas: Iterable[str]) -> list[str]:
+    """The commits `shas` name (tags peeled); what is gone or not a commit is left out."""
+    found: list[str] = []
+    seen: set[str] = set()
+    for sha in shas:
         try:
-            target = git_repo[tip].peel(pygit2.Commit).id
+            commit_id = str(git_repo[sha].peel(pygit2.Commit).id)
         except (KeyError, ValueError, pygit2.GitError):
             continue
-        if walker is None:
-            walker = git_repo.walk(target, SortMode.TIME)
-        else:
-            walker.push(target)
-    if walker is None:
-        return ()
-    for sha in hidden:
-        try:
-            walker.hide(git_repo[sha].peel(pygit2.Commit).id)
-        except (KeyError, ValueError, pygit2.GitError):
-            continue  # gone or not a commit: nothing to hide behind it
-    return walker
+        if commit_id not in seen:
+            seen.add(commit_id)
+            found.append(commit_id)
+    return found
+
+
+def _new_commits(
+    settings: Settings, git_repo: pygit2.Repository, tips: Iterable[str], hidden: Iterable[str]
+) -> Iterator[pygit2.Commit]:
+    """Commits reachable from `tips` and from none of `hidden`, newest first.
+
+    `git rev-list` does the walk: it stops as soon as every commit left is reachable from a
+    hidden one, using the commit-graph's generation numbers where there is one. A libgit2
+    walker hiding every other branch tip walks far back into the history instead (seconds on
+    a large repository for a two-commit push). The caller may stop early: closing the
+    generator ends the process."""
+    wanted = _commit_ids(git_repo, tips)
+    if not wanted:
+        return
+    unwanted = _commit_ids(git_repo, hidden)
+    repo_path = Path(git_repo.path)
+    # Full hexadecimal ids only (peeled above): nothing user-typed reaches the command line.
+    lines = "".join(f"{sha}\n" for sha in wanted) + "".join(f"^{sha}\n" for sha in unwanted)
+    process = subprocess.Popen(
+        ["git", "rev-list", "--stdin"],
+        cwd=repo_path,
+        env=store.git_environment(settings, repo_path, {"GIT_DIR": str(repo_path)}),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    # git reads all of stdin before it prints anything; a thread feeds a large list of
+    # hidden tips so neither side waits on the other's full pipe.
+    feeder = threading.Thread(target=_feed, args=(process.stdin, lines.encode()), daemon=True)
+    feeder.start()
+    finished = False
+    try:
+        for line in process.stdout:
+            yield git_repo[line.strip().decode()].peel(pygit2.Commit)
+        finished = True
+    finally:
+        if not finished:
+            process.kill()
+        process.stdout.close()
+        stderr = process.stderr.read() if process.stderr else b""
+        if process.stderr:
+            process.stderr.close()
+        code = process.wait()
+        feeder.join()
+        if finished and code != 0:
+            raise RuntimeError(f"git rev-list failed: {stderr.decode(errors='replace')[-500:]}")
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+    except (BrokenPipeError, OSError):
+        pass  # the walk was stopped early
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
 
 
 def _insert_batch(session: Session, repository_id: int, rows: list[dict[str, object]]) -> int:
@@ -276,6 +305,7 @@ def _insert_batch(session: Session, repository_id: int, rows: list[dict[str, obj
 
 def index_commits(
     session: Session,
+    settings: Settings,
     git_repo: pygit2.Repository,
     repository_id: int,
     tips: Iterable[str],
@@ -287,15 +317,16 @@ def index_commits(
     batches. Returns (rows inserted, walk complete); stops after `limit` commits walked."""
     inserted = 0
     batch: list[dict[str, object]] = []
-    for walked, commit in enumerate(_new_commits(git_repo, tips, hidden)):
-        if limit is not None and walked >= limit:
-            if batch:
+    with contextlib.closing(_new_commits(settings, git_repo, tips, hidden)) as walk:
+        for walked, commit in enumerate(walk):
+            if limit is not None and walked >= limit:
+                if batch:
+                    inserted += _insert_batch(session, repository_id, batch)
+                return inserted, False
+            batch.append(_commit_row(repository_id, commit))
+            if len(batch) >= COMMIT_INDEX_BATCH:
                 inserted += _insert_batch(session, repository_id, batch)
-            return inserted, False
-        batch.append(_commit_row(repository_id, commit))
-        if len(batch) >= COMMIT_INDEX_BATCH:
-            inserted += _insert_batch(session, repository_id, batch)
-            batch = []
+                batch = []
     if batch:
         inserted += _insert_batch(session, repository_id, batch)
     return inserted, True
@@ -315,7 +346,7 @@ def continue_commit_index(
         with database.session() as session:
             return sum(_insert_batch(session, continuation.repository_id, rows) for rows in pending)
 
-    for commit in _new_commits(git_repo, continuation.tips, continuation.hidden):
+    for commit in _new_commits(settings, git_repo, continuation.tips, continuation.hidden):
         batch.append(_commit_row(continuation.repository_id, commit))
         if len(batch) >= COMMIT_INDEX_BATCH:
             pending.append(batch)
@@ -404,7 +435,7 @@ def record_push(
     hidden += [u.old_sha for u in updates if u.branch is not None and not u.is_create]
     tips = [update.new_sha for update in pushed_branches]
     inserted, complete = index_commits(
-        session, git_repo, repository.id, tips, hidden, limit=COMMIT_INDEX_PUSH_LIMIT
+        session, settings, git_repo, repository.id, tips, hidden, limit=COMMIT_INDEX_PUSH_LIMIT
     )
     result.commits_indexed = inserted
     if not complete:

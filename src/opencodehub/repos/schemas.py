@@ -12,7 +12,9 @@ from typing import Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from sqlalchemy.orm import Session
 
+from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import AccountKind, Permission, SSHKey, User
 from opencodehub.accounts.schemas import ApiUrls, SimpleUser, node_id
 from opencodehub.config import Settings
@@ -272,6 +274,58 @@ def repository_json(
     return FullRepository.of(repo, settings, permission).model_dump(mode="json", exclude_none=False)
 
 
+def _merge_and_fork_fields(session: Session, repo: Repository) -> dict[str, object]:
+    # Imported here: pulls and forks import the repository services, which import this module.
+    from opencodehub.pulls import service as pulls
+    from opencodehub.repos import forks
+
+    merge = pulls.merge_settings(session, repo)
+    count = forks.forks_count(session, repo)
+    return {
+        "allow_merge_commit": merge.allow_merge_commit,
+        "allow_squash_merge": merge.allow_squash_merge,
+        "allow_rebase_merge": merge.allow_rebase_merge,
+        "allow_auto_merge": merge.allow_auto_merge,
+        "delete_branch_on_merge": merge.delete_branch_on_merge,
+        "forks_count": count,
+        "forks": count,
+    }
+
+
+def _caller_permission(session: Session, actor: Actor, repo: Repository) -> Permission | None:
+    from opencodehub.repos import service
+
+    # GitHub shows `permissions` to signed-in callers only.
+    return service.permission_of(session, actor, repo) if actor.user is not None else None
+
+
+def full_repository(
+    session: Session, settings: Settings, actor: Actor, repo: Repository
+) -> FullRepository:
+    """The repository as the caller sees it, with its merge settings and fork count."""
+    base = FullRepository.of(repo, settings, _caller_permission(session, actor, repo))
+    return base.model_copy(update=_merge_and_fork_fields(session, repo))
+
+
+def full_repository_json(
+    session: Session, settings: Settings, actor: Actor, repo: Repository
+) -> dict[str, object]:
+    """GitHub's single-repository JSON: `full_repository` plus, for a fork, `parent` and
+    `source` (each only when the caller may read it)."""
+    from opencodehub.repos import forks, service
+
+    data = full_repository(session, settings, actor, repo).model_dump(mode="json")
+    parent = forks.parent_of(session, repo)
+    if parent is not None and service.permission_of(session, actor, parent) is not None:
+        data["parent"] = full_repository(session, settings, actor, parent).model_dump(mode="json")
+        source = forks.network_root(session, repo)
+        if service.permission_of(session, actor, source) is not None:
+            data["source"] = full_repository(session, settings, actor, source).model_dump(
+                mode="json"
+            )
+    return data
+
+
 class RepositoryCreate(_In):
     """POST /user/repos and /orgs/{org}/repos. GitHub's other options (has_issues, team_id,
     allow_* ...) are accepted and ignored."""
@@ -304,6 +358,22 @@ class RepositoryUpdate(_In):
     default_branch: str | None = Field(default=None, max_length=10_000)
     archived: bool | None = None
     topics: list[str] | None = Field(default=None, max_length=1000)
+    allow_merge_commit: bool | None = None
+    allow_squash_merge: bool | None = None
+    allow_rebase_merge: bool | None = None
+    allow_auto_merge: bool | None = None
+    delete_branch_on_merge: bool | None = None
+
+    def merge_settings(self) -> dict[str, bool]:
+        """The merge settings sent (null counts as not sent)."""
+        names = (
+            "allow_merge_commit",
+            "allow_squash_merge",
+            "allow_rebase_merge",
+            "allow_auto_merge",
+            "delete_branch_on_merge",
+        )
+        return {name: value for name in names if (value := getattr(self, name)) is not None}
 
     def chosen_visibility(self) -> Visibility | None:
         if self.visibility is not None:

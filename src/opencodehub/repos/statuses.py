@@ -1,0 +1,193 @@
+"""Commit statuses: what CI and other tools say about a commit, per context.
+
+Statuses are append-only, as on GitHub: a new status for the same (sha, context) supersedes the
+earlier one in the combined view, and the list keeps every one of them. The combined state
+follows GitHub's rule: `failure` if any latest status is `error` or `failure`, `pending` if there
+are none or any is `pending`, otherwise `success`.
+
+`set_status` is the one writer; the REST API, CI and any other tool call it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from opencodehub.accounts.actor import Actor
+from opencodehub.accounts.models import User
+from opencodehub.core.errors import FieldError, ValidationFailed
+from opencodehub.core.pagination import Page
+from opencodehub.repos.models import CommitState, CommitStatus, Repository
+
+# GitHub keeps at most 1000 statuses per sha and context.
+MAX_STATUSES_PER_CONTEXT = 1000
+MAX_CONTEXT_LENGTH = 255
+MAX_DESCRIPTION_LENGTH = 1024
+MAX_TARGET_URL_LENGTH = 2048
+FULL_SHA_RE = re.compile(r"\A(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
+
+
+@dataclass(frozen=True)
+class CombinedStatus:
+    state: CommitState
+    statuses: list[CommitStatus]  # the latest per context, oldest context first
+    total_count: int
+
+
+def _invalid(field_name: str, message: str) -> ValidationFailed:
+    return ValidationFailed([FieldError("Status", field_name, "custom", message)])
+
+
+def _creator_id(creator: Actor | User | None) -> int | None:
+    if isinstance(creator, Actor):
+        return creator.user_id
+    if isinstance(creator, User):
+        return creator.id
+    return None
+
+
+def parse_state(state: str | CommitState) -> CommitState:
+    try:
+        return CommitState(state)
+    except ValueError:
+        raise _invalid("state", "state is not included in the list") from None
+
+
+def _validate_target_url(target_url: str | None) -> str | None:
+    if target_url is None or target_url == "":
+        return None
+    parts = urlsplit(target_url)
+    if (
+        len(target_url) > MAX_TARGET_URL_LENGTH
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or any(ord(ch) < 0x20 for ch in target_url)
+    ):
+        raise _invalid("target_url", "target_url must be an http(s) URL")
+    return target_url
+
+
+def _validate_text(field_name: str, value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise _invalid(field_name, f"{field_name} contains a NUL character")
+    if len(value) > limit:
+        raise _invalid(field_name, f"{field_name} is too long (maximum is {limit} characters)")
+    return value
+
+
+def set_status(
+    session: Session,
+    repository: Repository,
+    sha: str,
+    *,
+    state: str | CommitState,
+    context: str | None = "default",
+    description: str | None = None,
+    target_url: str | None = None,
+    creator: Actor | User | None = None,
+) -> CommitStatus:
+    """Record a status for `sha` (a full commit id the caller has checked exists). Raises
+    ValidationFailed (422) with GitHub's messages for a bad state, context or URL."""
+    sha = sha.lower()
+    if not FULL_SHA_RE.match(sha):
+        raise _invalid("sha", "sha must be a full commit id")
+    parsed = parse_state(state)
+    context = (context or "").strip() or "default"
+    _validate_text("context", context, MAX_CONTEXT_LENGTH)
+    description = _validate_text("description", description, MAX_DESCRIPTION_LENGTH)
+    url = _validate_target_url(target_url)
+    count = session.scalar(
+        select(func.count(CommitStatus.id)).where(
+            CommitStatus.repository_id == repository.id,
+            CommitStatus.sha == sha,
+            CommitStatus.context == context,
+        )
+    )
+    if (count or 0) >= MAX_STATUSES_PER_CONTEXT:
+        raise _invalid(
+            "context", "This SHA and context has reached the maximum number of statuses."
+        )
+    status = CommitStatus(
+        repository_id=repository.id,
+        sha=sha,
+        state=parsed,
+        context=context,
+        description=description,
+        target_url=url,
+        creator_id=_creator_id(creator),
+    )
+    session.add(status)
+    session.flush()
+    return status
+
+
+def list_statuses(
+    session: Session, repository: Repository, sha: str, page: Page | None = None
+) -> tuple[list[CommitStatus], bool]:
+    """Every status of `sha`, newest first; and whether another page follows."""
+    query = (
+        select(CommitStatus)
+        .where(CommitStatus.repository_id == repository.id, CommitStatus.sha == sha.lower())
+        .order_by(CommitStatus.id.desc())
+    )
+    if page is None:
+        return list(session.scalars(query)), False
+    rows = list(session.scalars(query.offset(page.offset).limit(page.limit + 1)))
+    return rows[: page.limit], len(rows) > page.limit
+
+
+def latest_by_context(session: Session, repository: Repository, sha: str) -> list[CommitStatus]:
+    """The latest status of each context of `sha`, in the order the contexts first appeared."""
+    newest = (
+        select(func.max(CommitStatus.id))
+        .where(CommitStatus.repository_id == repository.id, CommitStatus.sha == sha.lower())
+        .group_by(CommitStatus.context)
+    )
+    rows = session.scalars(select(CommitStatus).where(CommitStatus.id.in_(newest))).all()
+    first_seen = dict(
+        session.execute(
+            select(CommitStatus.context, func.min(CommitStatus.id))
+            .where(CommitStatus.repository_id == repository.id, CommitStatus.sha == sha.lower())
+            .group_by(CommitStatus.context)
+        ).all()
+    )
+    return sorted(rows, key=lambda status: first_seen.get(status.context, status.id))
+
+
+def combine(states: Iterable[CommitState]) -> CommitState:
+    """GitHub's combined state of the latest statuses."""
+    seen = list(states)
+    if any(state in (CommitState.ERROR, CommitState.FAILURE) for state in seen):
+        return CommitState.FAILURE
+    if not seen or any(state == CommitState.PENDING for state in seen):
+        return CommitState.PENDING
+    return CommitState.SUCCESS
+
+
+def combined_status(session: Session, repository: Repository, sha: str) -> CombinedStatus:
+    latest = latest_by_context(session, repository, sha)
+    return CombinedStatus(combine(s.state for s in latest), latest, len(latest))
+
+
+def missing_or_failing(
+    session: Session, repository: Repository, sha: str, contexts: Sequence[str]
+) -> list[tuple[str, CommitState | None]]:
+    """The required `contexts` whose latest status on `sha` is not `success` (None: no status
+    at all), in the order given."""
+    if not contexts:
+        return []
+    latest = {
+        status.context: status.state for status in latest_by_context(session, repository, sha)
+    }
+    return [
+        (context, latest.get(context))
+        for context in contexts
+        if latest.get(context) != CommitState.SUCCESS
+    ]
