@@ -72,6 +72,7 @@ def sign_in_response(
     target: str,
     *,
     method: str = "password",
+    link: int = 0,
 ) -> RedirectResponse:
     """Finish the first step of a sign-in (password, external provider) and redirect.
 
@@ -79,18 +80,15 @@ def sign_in_response(
     have one (`require_2fa_for_admins`) to enrol it; the browser then holds only a signed,
     five-minute "pending sign-in" cookie, and the real session starts after that step. Every
     other account gets a fresh browser session now. `method` names the first step in the
-    security log ("password", "github", "oidc:corp", …).
+    security log ("password", "github", "oidc:corp", …). `link` names an external identity
+    waiting to be linked after that second step (the caller links it itself when there is none).
     """
     user = session.get(User, user_id)
     assert user is not None
-    purpose = None
-    if security.has_two_factor(session, user):
-        purpose = "challenge"
-    elif security.admin_needs_enrolment(session, user, settings.require_2fa_for_admins):
-        purpose = "enrol"
+    purpose = second_step(session, settings, user)
     if purpose is None:
         return start_signed_in_session(request, session, settings, user, target, method=method)
-    pending = security.new_pending(settings.secret, user.id, method, target, purpose)
+    pending = security.new_pending(settings.secret, user.id, method, target, purpose, link=link)
     location = "/login/two-factor" if purpose == "challenge" else "/login/two-factor/enrol"
     response = RedirectResponse(location, status_code=303)
     # The browser's old session ends now: a half-finished sign-in must not leave it usable.
@@ -106,6 +104,16 @@ def sign_in_response(
         path="/",
     )
     return response
+
+
+def second_step(session: Session, settings: Settings, user: User) -> str | None:
+    """What a sign-in to `user` still needs after its first step: "challenge" (a second factor),
+    "enrol" (an admin who must set one up first) or None."""
+    if security.has_two_factor(session, user):
+        return "challenge"
+    if security.admin_needs_enrolment(session, user, settings.require_2fa_for_admins):
+        return "enrol"
+    return None
 
 
 def start_signed_in_session(
@@ -389,9 +397,17 @@ def password_update(
             raise ValidationFailed.invalid(
                 "User", "confirm_password", "does not match the new password"
             )
+        first = not user.password_hash
         accounts.change_password(session, user, current_password, new_password)
     except ValidationFailed as exc:
         return _settings(request, "password.html", "Password", "password", **_invalid(session, exc))
+    if first:
+        # An account created through a provider (or by an admin) without one; sudo mode was
+        # entered through that provider or a second factor.
+        audit.record(session, user, "user.password_set", request)
+        return flash.redirect(
+            request, "/settings/password", "Your password was set. You can now sign in with it."
+        )
     # A changed password should lock out whoever knew the old one: end the other sessions.
     current = web_session_of(request)
     ended = accounts.revoke_all_web_sessions(

@@ -167,6 +167,28 @@ def keyring(data_dir: Path) -> KeyRing:
         return ring
 
 
+# How long a verification trusts the cached key ring without looking at the index file again.
+# A key unknown to the cached ring always triggers a fresh look, so a token signed by a key that
+# another process just made current verifies at once; a retired key outlives its tokens anyway.
+_RECHECK_SECONDS = 1.0
+_checked_at: dict[Path, float] = {}
+
+
+def public_key(data_dir: Path, kid: str) -> Ed25519PublicKey | None:
+    """The verification key named `kid` (current or retired), from the cached key ring."""
+    directory = data_dir / "jwt"
+    cached = _cache.get(directory)
+    checked = _checked_at.get(directory, 0.0)
+    now = time.monotonic()
+    if cached is not None and now - checked < _RECHECK_SECONDS:
+        key = cached[1].public_keys.get(kid)
+        if key is not None:
+            return key
+    ring = keyring(data_dir)
+    _checked_at[directory] = now
+    return ring.public_keys.get(kid)
+
+
 def rotate(data_dir: Path) -> KeyRing:
     """Sign with a new key from now on; the old one keeps verifying until its tokens expire."""
     directory = data_dir / "jwt"

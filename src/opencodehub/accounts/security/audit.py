@@ -16,26 +16,45 @@ from sqlalchemy.orm import Session
 from opencodehub.accounts.models import User
 from opencodehub.accounts.security.models import AuditEvent
 
-# The events OpenCodeHub records (others may be recorded too; these are the documented ones).
-EVENTS = (
-    "user.sign_in",
-    "user.failed_sign_in",
-    "user.sign_out_everywhere",
-    "two_factor.enabled",
-    "two_factor.disabled",
-    "two_factor.recovery_code_used",
-    "two_factor.recovery_codes_regenerated",
-    "two_factor.failed",
-    "security_key.added",
-    "security_key.removed",
-    "token.created",
-    "token.revoked",
-    "jwt.issued",
-    "ssh_key.added",
-    "ssh_key.removed",
-    "password.changed",
-    "sudo.granted",
-)
+# The events OpenCodeHub records, with how the security log pages describe them (others may be
+# recorded too and are shown by name; these are the documented ones).
+DESCRIPTIONS: dict[str, str] = {
+    "user.sign_in": "Signed in",
+    "user.failed_sign_in": "Failed sign-in",
+    "user.sign_out_everywhere": "Signed out of every session",
+    "user.password_set": "Set a first password",
+    "password.changed": "Changed the password",
+    "sudo.granted": "Confirmed access (sudo mode)",
+    "two_factor.enabled": "Turned on two-factor authentication",
+    "two_factor.disabled": "Turned off two-factor authentication",
+    "two_factor.recovery_code_used": "Signed in with a recovery code",
+    "two_factor.recovery_codes_regenerated": "Generated new recovery codes",
+    "two_factor.failed": "Failed second factor",
+    "security_key.added": "Added a security key",
+    "security_key.removed": "Removed a security key",
+    "token.created": "Created a personal access token",
+    "token.revoked": "Revoked a personal access token",
+    "jwt.issued": "Issued a JWT access token",
+    "ssh_key.added": "Added an SSH key",
+    "ssh_key.removed": "Removed an SSH key",
+    "sso.sign_in": "Signed in with an external provider",
+    "sso.sign_in_failed": "Failed sign-in with an external provider",
+    "sso.signup": "Created the account through an external provider",
+    "sso.link": "Linked an external account",
+    "sso.unlink": "Unlinked an external account",
+    "oauth.authorize": "Authorized an OAuth app",
+    "oauth.revoke": "Revoked an OAuth app's access",
+    "oauth_app.create": "Registered an OAuth app",
+    "oauth_app.secret_created": "Generated an OAuth app client secret",
+    "oauth_app.delete": "Deleted an OAuth app",
+}
+EVENTS = tuple(DESCRIPTIONS)
+
+
+def describe(event: str) -> str:
+    """The readable description of `event`; its name when it is not a documented one."""
+    return DESCRIPTIONS.get(event, event)
+
 
 MAX_DETAIL_LENGTH = 500
 

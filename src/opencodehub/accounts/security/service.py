@@ -213,11 +213,21 @@ class PendingSignIn:
     next_path: str
     purpose: str
     expires: int
+    # An external identity waiting to be linked to this account (`SSOPendingSignIn.id`, 0 for
+    # none): it is linked only once the second step succeeds, never on the password alone.
+    link: int = 0
 
 
 def encode_pending(secret_key: bytes, pending: PendingSignIn) -> str:
     payload = json.dumps(
-        [pending.user_id, pending.method, pending.next_path, pending.purpose, pending.expires],
+        [
+            pending.user_id,
+            pending.method,
+            pending.next_path,
+            pending.purpose,
+            pending.expires,
+            pending.link,
+        ],
         separators=(",", ":"),
     )
     body = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
@@ -225,12 +235,23 @@ def encode_pending(secret_key: bytes, pending: PendingSignIn) -> str:
 
 
 def new_pending(
-    secret_key: bytes, user_id: int, method: str, next_path: str, purpose: str = "challenge"
+    secret_key: bytes,
+    user_id: int,
+    method: str,
+    next_path: str,
+    purpose: str = "challenge",
+    *,
+    link: int = 0,
 ) -> str:
     return encode_pending(
         secret_key,
         PendingSignIn(
-            user_id, method[:40], next_path, purpose, int(time.time()) + PENDING_LIFETIME_SECONDS
+            user_id,
+            method[:40],
+            next_path,
+            purpose,
+            int(time.time()) + PENDING_LIFETIME_SECONDS,
+            link,
         ),
     )
 
@@ -244,9 +265,9 @@ def decode_pending(secret_key: bytes, value: str | None) -> PendingSignIn | None
         return None
     try:
         raw = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        user_id, method, next_path, purpose, expires = raw
+        user_id, method, next_path, purpose, expires, link = raw
         pending = PendingSignIn(
-            int(user_id), str(method), str(next_path), str(purpose), int(expires)
+            int(user_id), str(method), str(next_path), str(purpose), int(expires), int(link)
         )
     except (ValueError, TypeError):
         return None

@@ -1,8 +1,9 @@
 """Sudo mode: a fresh proof of identity before a sensitive change.
 
 A browser session enters sudo mode for `SUDO_DURATION` after the user re-authenticates at
-`/sudo` (password; or a code of their authenticator app or a security key, which also serves
-accounts without a password). Routes that change credentials depend on `RequireSudo`: outside
+`/sudo`: password; a code of their authenticator app or a security key; or signing in again
+with a provider linked to the account (the only way for an account without a password and
+without a second factor). Routes that change credentials depend on `RequireSudo`: outside
 sudo mode the browser is sent to `/sudo?next=…` and comes back to the page afterwards.
 """
 
@@ -63,6 +64,18 @@ def require_sudo(request: Request, user: WebUser, session: SessionDep) -> User:
 RequireSudo = Annotated[User, Depends(require_sudo)]
 
 
+def _linked_sources(session: SessionDep, user: User) -> list[Any]:
+    """The enabled providers linked to the account: re-authenticating with one of them enters
+    sudo mode (`/sudo/sso/{slug}`), which is all an account without a password may have."""
+    from opencodehub.accounts.sso import service as sso
+
+    return [
+        identity.source
+        for identity in sso.list_identities(session, user)
+        if identity.source.enabled
+    ]
+
+
 def _page(request: Request, user: User, session: SessionDep, **context: Any) -> Response:
     status = context.pop("status", 200)
     return render(
@@ -70,6 +83,7 @@ def _page(request: Request, user: User, session: SessionDep, **context: Any) -> 
         "security/sudo.html",
         page_title="Confirm access",
         next_path=context.pop("next_path", "/"),
+        linked_sources=_linked_sources(session, user),
         has_password=bool(user.password_hash),
         has_totp=security.has_totp(session, user),
         has_keys=security.count_security_keys(session, user) > 0,

@@ -107,11 +107,30 @@ def _finish(
     user: User,
     pending: security.PendingSignIn,
     factor: str,
-) -> RedirectResponse:
+) -> Response:
+    """Start the session the pending sign-in was waiting for. When it was the linking of an
+    external identity, link it now, and start no session if that fails."""
+    from opencodehub.accounts.sso import service as sso
     from opencodehub.accounts.views import start_signed_in_session
 
     security.reset_challenge(request.app.state.rate_limiter, user.id)
-    return start_signed_in_session(
+    linked = ""
+    if pending.link:
+        try:
+            source, _ = sso.link_pending_after_second_factor(session, request, pending.link, user)
+        except sso.SSOFailed as exc:
+            response = render(
+                request,
+                "sso/error.html",
+                page_title="Sign-in failed",
+                message=exc.message,
+                status_code=exc.status_code,
+            )
+            response.delete_cookie(security.PENDING_COOKIE, path="/")
+            response.link_failure = exc  # type: ignore[attr-defined]  # for the JSON variant
+            return response
+        linked = source.name
+    response = start_signed_in_session(
         request,
         session,
         settings,
@@ -120,6 +139,12 @@ def _finish(
         method=pending.method,
         second_factor=factor,
     )
+    if linked:
+        from opencodehub.accounts.sso.service import COOKIE_PATH, PENDING_COOKIE
+
+        response.delete_cookie(PENDING_COOKIE, path=COOKIE_PATH)
+        flash.add_flash(request, response, f"Your {linked} account is now linked.")
+    return response
 
 
 @router.post("/login/two-factor")
@@ -205,6 +230,10 @@ def challenge_webauthn(
         audit.record(session, user, "two_factor.failed", request, factor="security_key")
         return JSONResponse({"message": "The security key could not be verified."}, 422)
     redirect = _finish(request, session, settings, user, pending, "security_key")
+    if "location" not in redirect.headers:
+        failure = getattr(redirect, "link_failure", None)
+        message = failure.message if failure is not None else "The sign-in failed."
+        return JSONResponse({"message": message}, redirect.status_code)
     response = JSONResponse({"location": redirect.headers["location"]})
     for name, value in redirect.raw_headers:
         if name == b"set-cookie":
@@ -268,12 +297,14 @@ def enrol(
         return _enrol_page(request, session, settings, user, errors=field_errors(exc), status=422)
     audit.record(session, user, "two_factor.enabled", request, factor="totp")
     redirect = _finish(request, session, settings, user, pending, "totp")
+    # The new codes are shown whatever happens next: they are never shown again. Should an
+    # identity waiting to be linked have expired meanwhile, no session started; sign in again.
     response = render(
         request,
         "security/recovery_codes.html",
         page_title="Recovery codes",
         codes=codes or [],
-        continue_url=redirect.headers["location"],
+        continue_url=redirect.headers.get("location", "/login"),
     )
     for name, value in redirect.raw_headers:
         if name == b"set-cookie":
@@ -524,6 +555,7 @@ def security_log(request: Request, user: WebUser, session: SessionDep, page: str
         active="audit",
         events=events[:LOG_PAGE_SIZE],
         usernames=_usernames(session, events),
+        describe_event=audit.describe,
         previous_url=f"/settings/security-log?page={number - 1}" if number > 1 else None,
         next_url=f"/settings/security-log?page={number + 1}"
         if len(events) > LOG_PAGE_SIZE
@@ -575,6 +607,7 @@ def admin_security_log(
         login=login,
         event=event,
         known_events=audit.EVENTS,
+        describe_event=audit.describe,
         previous_url=page_url(number - 1) if number > 1 else None,
         next_url=page_url(number + 1) if len(events) > LOG_PAGE_SIZE else None,
     )

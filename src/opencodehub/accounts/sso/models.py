@@ -88,6 +88,9 @@ class SSOAuthRequest(IdMixin, Base):
     source_id: Mapped[int] = mapped_column(BigId, ForeignKey("auth_sources.id", ondelete="CASCADE"))
     # Set when a signed-in user links another provider; the callback must come from them.
     user_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
+    # "sign_in", "link" (user_id set) or "sudo" (user_id set: the user re-authenticates with an
+    # identity already linked, to enter sudo mode).
+    purpose: Mapped[str] = mapped_column(String(16), default="sign_in")
     nonce: Mapped[str] = mapped_column(String(128))
     code_verifier_encrypted: Mapped[str] = mapped_column(Text)
     next_path: Mapped[str] = mapped_column(String(2048), default="/")

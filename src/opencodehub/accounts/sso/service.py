@@ -339,13 +339,18 @@ def begin(
     *,
     next_path: str = "/",
     user: User | None = None,
+    sudo: bool = False,
 ) -> tuple[str, str]:
-    """Start a sign-in (or, with `user`, the linking of another provider to that user).
+    """Start a sign-in (or, with `user`, the linking of another provider to that user; with
+    `sudo` too, that user's re-authentication with a provider already linked).
 
     Returns the provider URL to redirect to and the state value for the browser's cookie.
     """
     if not source.enabled:
         raise SSOFailed(f"Sign-in with {source.name} is disabled.", 403)
+    if sudo and user is None:
+        raise SSOFailed("Sign in first.", 403)
+    purpose = "sudo" if sudo else "link" if user is not None else "sign_in"
     _purge_expired(session)
     state = random_token(32)
     nonce = random_token(24)
@@ -361,6 +366,7 @@ def begin(
             state_hash=sha256_hex(state),
             source_id=source.id,
             user_id=user.id if user is not None else None,
+            purpose=purpose,
             nonce=nonce,
             code_verifier_encrypted=encrypt(settings.secret, code_verifier),
             next_path=next_path[:2048],
@@ -373,7 +379,8 @@ def begin(
 
 @dataclass
 class Outcome:
-    """What a callback led to: `sign_in` (user), `linked` (user) or `pending` (token)."""
+    """What a callback led to: `sign_in` (user), `linked` (user), `reauthenticated` (user, for
+    sudo mode) or `pending` (token)."""
 
     kind: str
     next_path: str
@@ -531,6 +538,20 @@ def complete(
     if restriction:
         raise _failed(session, request, source, restriction, user=linking_user, status=403)
     identity = _find_identity(session, source, profile.subject)
+
+    if linking_user is not None and row.purpose == "sudo":
+        # Only the provider account linked to this user proves who they are.
+        if identity is None or identity.user_id != linking_user.id:
+            raise _failed(
+                session,
+                request,
+                source,
+                f"This {source.name} account is not the one linked to your OpenCodeHub account.",
+                user=linking_user,
+                status=403,
+            )
+        _refresh_identity(identity, profile)
+        return Outcome("reauthenticated", row.next_path, linking_user, source)
 
     if linking_user is not None:
         if identity is not None:
@@ -737,6 +758,19 @@ def link_pending(
     identity = _link(session, request, source, user, pending)
     _consume_pending(session, pending)
     return identity
+
+
+def link_pending_after_second_factor(
+    session: Session, request: Request | None, pending_id: int, user: User
+) -> tuple[AuthSource, str]:
+    """Link the provider account waiting as `pending_id` to `user`, who has now passed both the
+    password check and the second factor. Returns the source and where the sign-in goes next."""
+    pending = session.get(SSOPendingSignIn, pending_id)
+    if pending is None or pending.expires_at < utcnow():
+        raise SSOFailed("This sign-in has expired. Start again from the sign-in page.", 400)
+    source, next_path = pending.source, pending.next_path
+    link_pending(session, request, pending, user)
+    return source, next_path
 
 
 # Settings: linked accounts ----------------------------------------------------------------------

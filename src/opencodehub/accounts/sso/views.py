@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -17,14 +17,16 @@ from opencodehub.accounts import service as accounts
 from opencodehub.accounts import views as account_views
 from opencodehub.accounts.models import User
 from opencodehub.accounts.security import audit
+from opencodehub.accounts.security import service as security
+from opencodehub.accounts.security.sudo import require_sudo
 from opencodehub.accounts.sso import service as sso
 from opencodehub.accounts.sso.models import AuthSource, AuthSourceKind
 from opencodehub.accounts.throttle import LoginThrottle, LoginThrottled, account_key
 from opencodehub.config import Settings
-from opencodehub.core.errors import ValidationFailed
+from opencodehub.core.errors import NotFound, ValidationFailed
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.web import flash
-from opencodehub.web.auth import WebUser, safe_next
+from opencodehub.web.auth import WebUser, safe_next, web_session_of
 from opencodehub.web.csrf import CsrfProtected
 from opencodehub.web.templating import field_errors, render, templates
 
@@ -83,9 +85,10 @@ def _redirect_to_provider(
     source: AuthSource,
     next_path: str,
     user: User | None = None,
+    sudo: bool = False,
 ) -> Response:
     try:
-        url, state = sso.begin(session, settings, source, next_path=next_path, user=user)
+        url, state = sso.begin(session, settings, source, next_path=next_path, user=user, sudo=sudo)
     except sso.SSOFailed as exc:
         return _error_page(request, exc.message, exc.status_code)
     response = RedirectResponse(url, status_code=303)
@@ -148,6 +151,14 @@ def callback(
             "/settings/linked-accounts",
             f"Your {outcome.source.name} account is now linked.",
         )
+    elif outcome.kind == "reauthenticated":
+        assert outcome.user is not None
+        web_session = web_session_of(request)
+        if web_session is None:
+            return _error_page(request, "Sign in first.", 403)
+        security.grant_sudo(session, web_session)
+        audit.record(session, outcome.user, "sudo.granted", request, method=_method(outcome.source))
+        response = RedirectResponse(target, status_code=303)
     elif outcome.kind == "sign_in":
         assert outcome.user is not None
         response = account_views.sign_in_response(
@@ -321,6 +332,13 @@ def continue_link(
     next_path = safe_next(pending.next_path)
     source_name = pending.source.name
     method = _method(pending.source)
+    if account_views.second_step(session, settings, user) is not None:
+        # The password alone proves too little for an account with a second factor (or an
+        # admin who must enrol one): the identity is linked, and the session started, only
+        # once that step succeeds (`security.views._finish`).
+        return account_views.sign_in_response(
+            request, session, settings, user.id, next_path, method=method, link=pending.id
+        )
     try:
         sso.link_pending(session, request, pending, user)
     except sso.SSOFailed as exc:
@@ -332,6 +350,31 @@ def continue_link(
     response.delete_cookie(sso.PENDING_COOKIE, path=sso.COOKIE_PATH)
     flash.add_flash(request, response, f"Your {source_name} account is now linked.")
     return response
+
+
+# Sudo mode through a linked provider -------------------------------------------------------------
+
+
+@router.post("/sudo/sso/{slug}")
+def sudo_start(
+    request: Request,
+    _: CsrfProtected,
+    slug: str,
+    user: WebUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    next: FormStr = "",
+) -> Response:
+    """Re-authenticate with a provider linked to the account (an account without a password
+    may have nothing else); the callback grants sudo mode and returns to `next`."""
+    if web_session_of(request) is None:
+        return _error_page(request, "Sign in first.", 403)
+    source = sso.get_source(session, slug)
+    if source.id not in {identity.source_id for identity in sso.list_identities(session, user)}:
+        raise NotFound()
+    return _redirect_to_provider(
+        request, session, settings, source, safe_next(next), user=user, sudo=True
+    )
 
 
 # Settings: linked accounts ----------------------------------------------------------------------
@@ -399,6 +442,16 @@ def unlink(
 
 def _admin(user: User) -> User:
     return sso.require_site_admin(user)
+
+
+def _admin_in_sudo(request: Request, user: WebUser, session: SessionDep) -> User:
+    """A site admin in sudo mode: changing sign-in sources decides who can become whom. The
+    admin check comes first, so anyone else still finds nothing here."""
+    _admin(user)
+    return require_sudo(request, user, session)
+
+
+AdminInSudo = Annotated[User, Depends(_admin_in_sudo)]
 
 
 def _admin_page(
@@ -492,7 +545,7 @@ def _submitted(
 def admin_create(
     request: Request,
     _: CsrfProtected,
-    user: WebUser,
+    user: AdminInSudo,
     session: SessionDep,
     settings: SettingsDep,
     name: FormStr = "",
@@ -547,7 +600,7 @@ def admin_update(
     request: Request,
     _: CsrfProtected,
     source_id: int,
-    user: WebUser,
+    user: AdminInSudo,
     session: SessionDep,
     settings: SettingsDep,
     name: FormStr = "",
@@ -600,7 +653,7 @@ def admin_update(
 
 @router.post(ADMIN_PATH + "/{source_id}/delete")
 def admin_delete(
-    request: Request, _: CsrfProtected, source_id: int, user: WebUser, session: SessionDep
+    request: Request, _: CsrfProtected, source_id: int, user: AdminInSudo, session: SessionDep
 ) -> Response:
     _admin(user)
     source = sso.get_source(session, source_id)
