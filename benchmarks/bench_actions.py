@@ -176,6 +176,7 @@ class Bench:
         ).stdout.strip()
         started = time.time()
         self.git("push", "-q", "origin", "HEAD:main")
+        self.push_returned = time.time()
         return sha, started
 
     def run_for(self, sha: str, timeout: float = 600) -> dict[str, Any]:
@@ -219,11 +220,13 @@ def _epoch(value: str) -> float:
 
 
 def measure_latency(bench: Bench, rounds: int, data_dir: Path) -> list[tuple[float, ...]]:
-    """(push -> first step, push -> run row, run row -> job taken, job taken -> step) per round."""
+    """(push -> first step, git push itself, push -> run row, run row -> job taken,
+    job taken -> step) per round."""
     delays = []
     for round_number in range(rounds):
         files = {".github/workflows/latency.yml": LATENCY, "round.txt": str(round_number)}
         sha, pushed_at = bench.push(files)
+        push_s = bench.push_returned - pushed_at
         run = bench.wait_completed(bench.run_for(sha)["id"])
         stamp = next(
             float(line.split("stamp=", 1)[1])
@@ -238,7 +241,13 @@ def measure_latency(bench: Bench, rounds: int, data_dir: Path) -> list[tuple[flo
             ).fetchone()
         created_at, started_at = _epoch(created), _epoch(started)
         delays.append(
-            (stamp - pushed_at, created_at - pushed_at, started_at - created_at, stamp - started_at)
+            (
+                stamp - pushed_at,
+                push_s,
+                created_at - pushed_at,
+                started_at - created_at,
+                stamp - started_at,
+            )
         )
     return delays
 
@@ -348,7 +357,13 @@ def main() -> None:
     print(f"queue: {queue}; machine: {os.cpu_count()} cores (shared)")
     print(f"push -> first step (idle runner, {len(latency)} rounds)")
     for index, label in enumerate(
-        ("total", "push -> run created", "run created -> job taken", "job taken -> step runs")
+        (
+            "total",
+            "git push (client)",
+            "push -> run created",
+            "run created -> job taken",
+            "job taken -> step runs",
+        )
     ):
         values = [row[index] * 1000 for row in latency]
         print(

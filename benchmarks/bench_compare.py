@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_git import clone_once, run_git, start_bare_clone, warm_cache
 from genrepo import WORK_DIR, GeneratedRepo, RepoSpec, generate
+
 from peers import (
     Peer,
     free_port,
@@ -127,7 +128,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="write JSON, append a dated section to benchmarks/README.md")  # fmt: skip
     p.add_argument("--json", type=Path, help="write the JSON results here (implies JSON)")
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (debugging)")
+    p.add_argument("--schema", choices=("migrate", "models"), default="migrate",
+                   help="build the database with `opencodehub migrate` (default) or from the "
+                        "models (for a tree whose models are ahead of its migrations)")  # fmt: skip
     args = p.parse_args(argv)
+    global SCHEMA
+    SCHEMA = args.schema
     args.only = frozenset(filter(None, (args.only or "").split(",")))
     if unknown := args.only - set(BENCH_KEYS):
         p.error(f"unknown benchmark(s) for --only: {', '.join(sorted(unknown))}")
@@ -440,6 +446,23 @@ def cli(args: Sequence[str], env: dict[str, str], cwd: Path) -> str:
     return proc.stdout.strip()
 
 
+SCHEMA = "migrate"
+CREATE_ALL = (
+    "from opencodehub.config import Settings; from opencodehub.db.engine import Database; "
+    "from opencodehub.db.models import Base; "
+    "Base.metadata.create_all(Database(Settings().effective_database_url).engine)"
+)
+
+
+def build_schema(env: dict[str, str], cwd: Path) -> None:
+    if SCHEMA == "migrate":
+        cli(["migrate"], env, cwd)
+        return
+    Path(env["OCH_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    python = OPENCODEHUB.parent / "python"
+    subprocess.run([str(python), "-c", CREATE_ALL], env=env, cwd=cwd, check=True)
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> float:
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
@@ -462,7 +485,7 @@ def opencodehub_server(scratch: Path, workers: int) -> Iterator[OpenCodeHub]:
     data_dir = scratch / "data"
     http_port, ssh_port = free_port(), free_port()
     env = och_env(data_dir, http_port, ssh_port, workers)
-    cli(["migrate"], env, scratch)
+    build_schema(env, scratch)
     email = f"{OCH_USER}@example.com"
     cli(
         ["admin", "create-user", OCH_USER, "--email", email, "--password", OCH_PASSWORD],
@@ -827,6 +850,33 @@ def terminate_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def wait_quiet(pids: Sequence[int], quiet_seconds: int = 3, timeout: float = 900.0) -> float:
+    """Wait until the process trees of `pids` used (almost) no CPU for `quiet_seconds`."""
+    started = time.monotonic()
+
+    def cpu() -> float:
+        total = 0.0
+        for pid in pids:
+            try:
+                root = psutil.Process(pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for proc in procs:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+        return total
+
+    quiet, last = 0, cpu()
+    while quiet < quiet_seconds and time.monotonic() - started < timeout:
+        time.sleep(1)
+        now = cpu()
+        quiet = quiet + 1 if now - last < 0.05 else 0
+        last = now
+    return time.monotonic() - started
+
+
 def load_into_och(och: OpenCodeHub, name: str, repo: GeneratedRepo) -> Measure:
     """Create `name` and mirror-push the generated repo into it over HTTP (timed)."""
     och.create_repo(name)
@@ -866,6 +916,12 @@ def run(args: argparse.Namespace, preset: Preset, scratch: Path) -> tuple[list[R
         meta["opencodehub"] = {"ready_s": round(och.ready_seconds, 2), "idle_mb": och.idle.as_mb()}
         loads = {name: load_into_och(och, name, repo) for name, repo in repos.items()}
         meta["loads"] = {name: load.summary() for name, load in loads.items()}
+        # A push is followed by work in the server (the rest of a large commit index, the
+        # commit-graph, the home page's listing): measuring before it ends would time clones
+        # against a server busy with it (a 100,000-commit load keeps it busy for a while).
+        quiet = wait_quiet([och.proc.pid])
+        print(f"OpenCodeHub quiet {quiet:.0f} s after the loads")
+        meta["quiet_after_load_s"] = round(quiet, 1)
         root = scratch / "serve"
         root.mkdir()
         root.chmod(0o755)  # the sshd peer's user reads it
@@ -918,6 +974,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(["bench_compare.py", *(sys.argv[1:] if argv is None else argv)])
     started = datetime.now(UTC)
     load_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="compare-", dir=WORK_DIR))
     scratch.chmod(0o755)
     clock = time.perf_counter()

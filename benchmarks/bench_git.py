@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from genrepo import WORK_DIR, GeneratedRepo, RepoSpec, generate
+
 from peers import Peer, RssSampler, nginx_http_backend, sshd_git_shell
 
 PushUrlFactory = Callable[[str], str]

@@ -39,7 +39,8 @@ def invoke(*args: str):
 def test_help_lists_every_role() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("serve", "ssh", "migrate", "admin", "config", "doctor"):
+    roles = ("serve", "ssh", "worker", "runner", "actions", "migrate", "admin", "config", "doctor")
+    for command in roles:
         assert command in result.output
 
 
@@ -208,3 +209,23 @@ def test_doctor_reports_unreachable_redis(cli_env: dict[str, str], monkeypatch) 
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 1
     assert "redis" in result.output
+
+
+def test_worker_refuses_unknown_jobs() -> None:
+    result = runner.invoke(app, ["worker", "--job", "no-such-job"])
+    assert result.exit_code == 1
+    assert "unknown background jobs: no-such-job" in result.output
+
+
+def test_every_domain_registers_its_background_jobs() -> None:
+    from opencodehub.core.background import registered_jobs
+
+    modules = {job.__module__ for job in registered_jobs().values()}
+    assert {
+        "opencodehub.repos.jobs",
+        "opencodehub.issues.jobs",
+        "opencodehub.notifications.jobs",
+        "opencodehub.pulls.jobs",
+        "opencodehub.pulls.review_jobs",
+        "opencodehub.actions.jobs",
+    } <= modules

@@ -100,16 +100,26 @@ def worker(
     from opencodehub.core.background import WorkerContext, registered_jobs, run_jobs
     from opencodehub.core.events import build_event_bus
     from opencodehub.core.logging import configure_logging
+    from opencodehub.serve import trim_memory_forever, tune_memory
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     unknown = sorted(set(job or []) - set(registered_jobs()))
     if unknown:
         raise _fail(f"unknown background jobs: {', '.join(unknown)}")
+    tune_memory()
     database = _database(settings)
     events = build_event_bus(settings.redis_url)
+
+    async def work() -> None:
+        trimmer = asyncio.create_task(trim_memory_forever())
+        try:
+            await run_jobs(WorkerContext(settings, database, events), job or None)
+        finally:
+            trimmer.cancel()
+
     try:
-        asyncio.run(run_jobs(WorkerContext(settings, database, events), job or None))
+        asyncio.run(work())
     except KeyboardInterrupt:
         pass
     finally:

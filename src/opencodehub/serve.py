@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import sys
 
 import uvicorn
@@ -12,6 +15,73 @@ from opencodehub.core.logging import configure_logging, get_logger
 from opencodehub.db.engine import Database
 
 log = get_logger("opencodehub.serve")
+
+# libgit2 keeps recently read objects of each open repository, up to 256 MiB in all by default:
+# walking the history of a 100,000-commit repository after a push (the commit index, the
+# last-commit listing) filled it and kept it. Commits and trees are cheap to re-read from the
+# packs, so a small cache costs little time and bounds the server's resident size.
+GIT_OBJECT_CACHE_BYTES = 32 * 1024 * 1024
+# glibc creates up to 8 malloc arenas per core for the threads of the thread pool; memory freed
+# in one is reused only by threads that land on it, so a burst of blocking work (a large push's
+# indexing) leaves the arenas' peaks resident. Two arenas keep the contention low enough.
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8
+# How often freed heap pages are handed back to the kernel (malloc_trim), off the event loop.
+TRIM_INTERVAL_SECONDS = 30.0
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None or not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.malloc_trim  # noqa: B018 - glibc only (musl has none)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def tune_memory() -> None:
+    """Bound libgit2's object cache and glibc's arena count; call before any thread starts."""
+    import pygit2
+
+    pygit2.settings.cache_max_size(GIT_OBJECT_CACHE_BYTES)
+    libc = _libc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):
+            libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+
+
+def release_memory() -> None:
+    """Free unreachable repositories, then hand freed heap pages back to the kernel.
+
+    A `pygit2.Repository` sits in a reference cycle with its own helpers (`branches`,
+    `references`, ...), so dropping the last reference does not free it: it lives, with its
+    mapped packs and its object cache, until the cyclic garbage collector runs, which after a
+    few requests can be a long time. libgit2 reports the bytes its live caches hold; when there
+    are any, a collection frees the repositories nobody uses any more. glibc keeps freed pages
+    of its heaps resident after a burst (concurrent clones, a large push's indexing) unless
+    asked to trim."""
+    import gc
+
+    import pygit2
+
+    if pygit2.settings.cached_memory[0] > 0:
+        gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+async def trim_memory_forever(interval: float = TRIM_INTERVAL_SECONDS) -> None:
+    """`release_memory()` every `interval` seconds, off the event loop."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(release_memory)
+        except Exception:
+            log.exception("releasing memory failed")
 
 
 def _announce(settings: Settings) -> None:
@@ -36,11 +106,13 @@ async def run_server(settings: Settings, *, migrate: bool = True) -> None:
     from opencodehub.db import migrate as migrations
 
     configure_logging(settings.log_level, settings.log_format)
+    tune_memory()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.effective_database_url)
     if migrate:
         await asyncio.to_thread(migrations.upgrade, database)
     app = create_app(settings, database)
+    release_memory()  # what importing and building the app left behind
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -53,6 +125,7 @@ async def run_server(settings: Settings, *, migrate: bool = True) -> None:
     )
     server = uvicorn.Server(config)
     tasks = [asyncio.create_task(server.serve(), name="http")]
+    trimmer = asyncio.create_task(trim_memory_forever(), name="malloc-trim")
     ssh_server = None
     if settings.ssh_enabled:
         from opencodehub.git.ssh import start_ssh_server
@@ -62,6 +135,7 @@ async def run_server(settings: Settings, *, migrate: bool = True) -> None:
     try:
         await asyncio.gather(*tasks)
     finally:
+        trimmer.cancel()
         if ssh_server is not None:
             ssh_server.close()
             await ssh_server.wait_closed()
@@ -71,10 +145,15 @@ async def run_ssh_only(settings: Settings) -> None:
     from opencodehub.git.ssh import start_ssh_server
 
     configure_logging(settings.log_level, settings.log_format)
+    tune_memory()
     database = Database(settings.effective_database_url)
     server = await start_ssh_server(settings, database)
     log.info("ssh server listening", port=settings.ssh_port)
-    await server.wait_closed()
+    trimmer = asyncio.create_task(trim_memory_forever(), name="malloc-trim")
+    try:
+        await server.wait_closed()
+    finally:
+        trimmer.cancel()
 
 
 def run_multiprocess(settings: Settings, *, migrate: bool = True) -> None:

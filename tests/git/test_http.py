@@ -20,6 +20,7 @@ from sqlalchemy import select
 from opencodehub.accounts.models import Permission, User
 from opencodehub.config import Settings
 from opencodehub.db.engine import Database
+from opencodehub.git import process as git_process
 from opencodehub.git.http import GitHTTPMiddleware, _Authorized
 from opencodehub.repos import store
 from opencodehub.repos.models import (
@@ -102,6 +103,30 @@ def test_push_clone_fetch(world: World, protocol: str) -> None:
     listed = world.git(*proto, "ls-remote", world.url("project", user=None)).stdout
     assert f"{second}\trefs/heads/main" in listed
     fsck(world.settings, repo.id, world.home)
+
+
+def test_concurrent_clones_wait_for_a_pack_process_slot(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one slot, four clones started at once all succeed, one upload-pack at a time."""
+    create_repo(world.db, world.settings, world.alice, "shared", auto_init=True)
+    limiter = git_process.ProcessLimiter(1)
+    monkeypatch.setattr(git_process, "PACK_PROCESSES", limiter)
+    clones = [world.tmp / f"clone{index}" for index in range(4)]
+    procs = [
+        subprocess.Popen(
+            ["git", "clone", "-q", world.url("shared", user=None), str(path)],
+            env=git_env(world.home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for path in clones
+    ]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0, 0], results
+    assert all((path / "README.md").is_file() for path in clones)
+    assert limiter.peak == 1
+    assert limiter.in_use == 0
 
 
 def test_shallow_clone_and_deepen(world: World) -> None:

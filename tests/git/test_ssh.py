@@ -28,6 +28,7 @@ from opencodehub.accounts import service as accounts
 from opencodehub.accounts.models import Permission, SSHKey, User
 from opencodehub.config import Settings
 from opencodehub.db.engine import Database
+from opencodehub.git import process as git_process
 from opencodehub.git.ssh import host_keys_dir, start_ssh_server
 from opencodehub.git.ssh_commands import INVALID_COMMAND, SHELL_REFUSAL
 from opencodehub.repos import store
@@ -841,6 +842,81 @@ def test_large_push_and_clone_stream(
     again = tmp_path / "again"
     client.git("clone", "-q", client.url("alice", "hello"), str(again), cwd=tmp_path)
     assert (again / "blob.bin").read_bytes() == payload
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"{field} missing from /proc/self/status")
+
+
+def test_large_push_keeps_server_memory_bounded(
+    world: World, live_server: object, settings: Settings, tmp_path: Path
+) -> None:
+    """A 300 MB push streams through the server (this process) with bounded buffers: the peak
+    resident size grows by far less than the push. Before the fix, asyncssh's receive buffer
+    grew with the push (about half of it stayed buffered at the peak)."""
+    client = world.alice_client
+    clone = tmp_path / "clone"
+    client.git("clone", "-q", client.url("alice", "hello"), str(clone), cwd=tmp_path)
+    # 300 incompressible 1 MB files, written by fast-import straight into one pack that the
+    # push sends as it is: the client keeps up with the connection and the server's side is the
+    # slower one, which is what made the old code buffer.
+    parent = client.git("rev-parse", "HEAD", cwd=clone).stdout.strip()
+    importer = subprocess.Popen(
+        ["git", "-c", "core.compression=0", "-c", "pack.compression=0", "fast-import", "--quiet"],
+        cwd=clone,
+        env=git_env(client.home),
+        stdin=subprocess.PIPE,
+    )
+    assert importer.stdin is not None
+    message = b"300 MB"
+    importer.stdin.write(
+        b"commit refs/heads/main\ncommitter T <t@example.com> 1700000000 +0000\n"
+        + f"data {len(message)}\n".encode()
+        + message
+        + f"\nfrom {parent}\n".encode()
+    )
+    for index in range(300):
+        importer.stdin.write(f"M 100644 inline blobs/{index:03}.bin\ndata 1048576\n".encode())
+        importer.stdin.write(os.urandom(1024 * 1024))
+        importer.stdin.write(b"\n")
+    importer.stdin.close()
+    assert importer.wait(timeout=300) == 0
+    sha = client.git("rev-parse", "main", cwd=clone).stdout.strip()
+
+    # Writing 5 to clear_refs resets the peak (VmHWM) to the current size.
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kb("VmRSS")
+    client.git("push", "-q", "origin", "main", cwd=clone)
+    growth_mb = (_status_kb("VmHWM") - before) / 1024
+
+    assert server_refs(settings, world.public.id)["refs/heads/main"] == sha
+    assert growth_mb < 100, f"peak RSS grew by {growth_mb:.0f} MB during a 300 MB push"
+
+
+def test_concurrent_clones_wait_for_a_pack_process_slot(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter = git_process.ProcessLimiter(1)
+    monkeypatch.setattr(git_process, "PACK_PROCESSES", limiter)
+    client = world.alice_client
+    clones = [tmp_path / f"clone{index}" for index in range(3)]
+    procs = [
+        subprocess.Popen(
+            ["git", "clone", "-q", client.url("alice", "hello"), str(path)],
+            env=git_env(client.home, GIT_SSH_COMMAND=client.ssh_command),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for path in clones
+    ]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], results
+    assert all((path / "README.md").read_text() == "# hello\n" for path in clones)
+    assert limiter.peak == 1
+    assert limiter.in_use == 0
 
 
 def test_parallel_sessions(world: World, tmp_path: Path) -> None:

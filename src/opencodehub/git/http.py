@@ -34,8 +34,8 @@ from opencodehub.config import Settings
 from opencodehub.core.errors import Forbidden, NotFound, Unauthorized
 from opencodehub.core.logging import get_logger
 from opencodehub.db.engine import Database
-from opencodehub.deps import actor_from_authorization
-from opencodehub.git import commands, hooks
+from opencodehub.git import commands, hooks, process
+from opencodehub.git.credentials import PasswordCheckCache, actor_for_git
 from opencodehub.git.process import GitProcess
 from opencodehub.repos import pushes, store
 from opencodehub.repos import service as repos
@@ -95,6 +95,7 @@ class GitHTTPMiddleware:
         self.app = app
         self.settings = settings
         self.database = database
+        self.password_checks = PasswordCheckCache()
         # The stack is built at start-up (lifespan), so the hooks are in place before any push.
         hooks.ensure_hooks(settings)
 
@@ -144,6 +145,10 @@ class GitHTTPMiddleware:
         )
         if advertise:
             await self._advertise(send, service, authorized, git_protocol)
+        elif service == "git-upload-pack":
+            # The module attribute is read each time, so tests can swap the limiter.
+            async with process.PACK_PROCESSES.slot():
+                await self._rpc(scope, receive, send, service, authorized, headers)
         else:
             await self._rpc(scope, receive, send, service, authorized, headers)
 
@@ -161,7 +166,7 @@ class GitHTTPMiddleware:
         with self.database.session() as session:
             try:
                 actor = (
-                    actor_from_authorization(session, authorization)
+                    actor_for_git(session, authorization, self.password_checks)
                     if authorization
                     else Actor.anonymous()
                 )

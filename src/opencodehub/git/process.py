@@ -15,11 +15,57 @@ import contextlib
 import fcntl
 import os
 import subprocess
-from collections.abc import Sequence
+import weakref
+from collections.abc import AsyncIterator, Sequence
 
 CHUNK = 64 * 1024
 STDERR_TAIL = 4096
 PIPE_SIZE = 1024 * 1024
+# Pack-generating git processes (upload-pack, upload-archive) running at once per server
+# process; more clients wait for a slot. Each one holds a few MB of its own plus its share of
+# the mapped packs, and on a machine with a few cores fifty at once finish no sooner than
+# sixteen: the bound keeps fifty concurrent clones of a 50 MB repository within the memory
+# of sixteen, as a web server with sixteen CGI workers in front of git http-backend does.
+MAX_PACK_PROCESSES = 16
+
+
+class ProcessLimiter:
+    """At most `limit` holders of `slot()` at once in each event loop (tests run several)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self.peak = 0
+        self._semaphores: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Semaphore
+        ] = weakref.WeakKeyDictionary()
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:
+            semaphore = self._semaphores[loop] = asyncio.Semaphore(self.limit)
+        return semaphore
+
+    async def acquire(self) -> None:
+        await self._semaphore().acquire()
+        self.in_use += 1
+        self.peak = max(self.peak, self.in_use)
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self._semaphore().release()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+PACK_PROCESSES = ProcessLimiter(MAX_PACK_PROCESSES)
 
 
 class _WriterProtocol(asyncio.streams.FlowControlMixin):

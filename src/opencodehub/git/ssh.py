@@ -23,7 +23,7 @@ import signal
 import stat
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from opencodehub.config import Settings
 from opencodehub.core.errors import Forbidden, NotFound
 from opencodehub.core.logging import get_logger
 from opencodehub.db.engine import Database
+from opencodehub.git import process as git_process
 from opencodehub.git.commands import GIT_SERVICES, service_argv, service_env, valid_git_protocol
 from opencodehub.git.ssh_commands import (
     LFS_AUTHENTICATE,
@@ -346,6 +347,7 @@ class _GitSession(asyncssh.SSHServerSession[bytes]):
         self._early_input: list[bytes] = []
         self._input_eof = False
         self._input_paused = False  # git's stdin is full
+        self._pause_scheduled = False
         self._output_paused = False  # the channel's send buffer is full
         self._closed = False
 
@@ -462,6 +464,13 @@ class _GitSession(asyncssh.SSHServerSession[bytes]):
     async def _start_git(self, actor: Actor, command: GitCommand, invocation: _Invocation) -> None:
         assert self._chan is not None
         loop = asyncio.get_running_loop()
+        # Pack-generating services wait for a slot, as they do over HTTP (git/process.py).
+        limiter = git_process.PACK_PROCESSES if command.service != "git-receive-pack" else None
+        if limiter is not None:
+            await limiter.acquire()
+            if self._closed:
+                limiter.release()
+                return
         started = time.monotonic()
         try:
             description = {
@@ -481,9 +490,13 @@ class _GitSession(asyncssh.SSHServerSession[bytes]):
                 start_new_session=True,
             )
         except OSError:
+            if limiter is not None:
+                limiter.release()
             log.exception("could not start git", argv=invocation.argv[0])
             self._refuse(INTERNAL_ERROR)
             return
+        if limiter is not None:
+            process.on_exit = limiter.release
         self._git = process
         process.enlarge_output_pipe()
         if self._closed:
@@ -504,8 +517,25 @@ class _GitSession(asyncssh.SSHServerSession[bytes]):
             self._chan.exit(status)
 
     def pause_input(self) -> None:
+        """git's stdin is full: stop reading the channel, but only once the current delivery
+        is over (see `_apply_input_pause`)."""
         self._input_paused = True
-        if self._chan is not None and not self._closed:
+        if not self._pause_scheduled:
+            self._pause_scheduled = True
+            asyncio.get_running_loop().call_soon(self._apply_input_pause)
+
+    def _apply_input_pause(self) -> None:
+        # asyncssh keeps what arrives while a channel is paused in a buffer of its own, and when
+        # reading resumes it tops the client's window up to full before delivering the first
+        # buffered packet, counting the still-buffered rest as consumed. Pausing again in the
+        # middle of that delivery would leave the rest buffered while the client may send a
+        # whole new window on top of it; repeated on every pause, this grew the buffer with the
+        # size of the push (hundreds of MB for a 1 GB push). Deferred to here, the pause lands
+        # after asyncssh has handed over everything it held, so its buffer is empty whenever
+        # the window is topped up: at most one window waits there and one window's worth (plus
+        # a socket read) waits in git's stdin transport.
+        self._pause_scheduled = False
+        if self._input_paused and self._chan is not None and not self._closed:
             self._chan.pause_reading()
 
     def resume_input(self) -> None:
@@ -531,6 +561,7 @@ class _GitProcess(asyncio.SubprocessProtocol):
         self._transport: asyncio.SubprocessTransport | None = None
         self._finished = asyncio.Event()
         self._terminating = False
+        self.on_exit: Callable[[], None] | None = None  # called once, when git is gone
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -602,6 +633,9 @@ class _GitProcess(asyncio.SubprocessProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         # Called once git has exited and both of its output pipes are drained.
         self._finished.set()
+        if self.on_exit is not None:
+            on_exit, self.on_exit = self.on_exit, None
+            on_exit()
         assert self._transport is not None
         returncode = self._transport.get_returncode()
         status = (

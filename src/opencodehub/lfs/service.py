@@ -17,7 +17,8 @@ Transfers take one of two paths:
   anything to a signed URL). The `verify` call then checks the staged size with `stat`, streams
   it through the same hashing reader into the final key, deletes the staging object, and only
   then links the object. Staged uploads that are never verified stay under `lfs/tmp/`, which
-  nothing serves.
+  nothing serves, until the worker's sweep (`sweep_abandoned_uploads`) removes them an hour
+  after their last write.
 
 Downloads are signed GET URLs when the backend can sign, else app URLs with a transfer token.
 """
@@ -25,10 +26,13 @@ Downloads are signed GET URLs when the backend can sign, else app URLs with a tr
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -200,6 +204,23 @@ def record_object(session: Session, repository_id: int, oid: str, size: int) -> 
                 session.add(RepositoryLFSObject(repository_id=repository_id, oid=oid))
         except IntegrityError:
             pass
+
+
+@dataclass(frozen=True)
+class LFSUsage:
+    objects: int
+    bytes: int
+
+
+def repository_lfs_objects(session: Session, repository: Repository) -> LFSUsage:
+    """How many LFS objects the repository links, and their bytes (each object counted once;
+    objects reached only through the repository it was forked from are not counted)."""
+    count, total = session.execute(
+        select(func.count(LFSObject.id), func.coalesce(func.sum(LFSObject.size), 0))
+        .join(RepositoryLFSObject, RepositoryLFSObject.oid == LFSObject.oid)
+        .where(RepositoryLFSObject.repository_id == repository.id)
+    ).one()
+    return LFSUsage(int(count or 0), int(total or 0))
 
 
 def repository_lfs_usage(session: Session, repository: Repository) -> int:
@@ -435,6 +456,43 @@ def verify_upload(
         raise LFSError(404, "Object does not exist.") from None
     if info.size != size:
         raise LFSError(422, f"The stored object has {info.size} bytes, not {size}.")
+
+
+# Clean-up --------------------------------------------------------------------------------------
+
+STAGING_PREFIX = "lfs/tmp/"
+
+
+def sweep_abandoned_uploads(
+    storage: StorageAdapter, older_than: datetime, temp_dir: Path | None = None
+) -> int:
+    """Delete staged direct uploads (`lfs/tmp/...`) last written before `older_than`: a client
+    that never called `verify` left them, and nothing serves or links them. With `temp_dir`
+    (the local backend's scratch folder), its files last written before then go too: the
+    remains of uploads interrupted in the middle of a write. Returns how many were removed."""
+    removed = 0
+    for info in list(storage.list(STAGING_PREFIX)):
+        if info.modified is None or info.modified >= older_than:
+            continue
+        try:
+            storage.delete(info.key)
+        except ObjectNotFound:
+            continue
+        removed += 1
+    if temp_dir is not None:
+        cutoff = older_than.timestamp()
+        try:
+            entries = list(os.scandir(temp_dir))
+        except FileNotFoundError:
+            entries = []
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue  # finished (renamed into place) or removed meanwhile
+    return removed
 
 
 # Locks -----------------------------------------------------------------------------------------

@@ -445,9 +445,14 @@ def warm(settings: Settings, repository_id: int, commit_sha: str, directory: str
     """Compute and cache a listing ahead of the first view, e.g. for a branch's new tip after a
     push (the walk then reuses the listing of the previous tip)."""
     repo = store.open_repository(settings, repository_id)
-    commit = repo.get(commit_sha)
-    if isinstance(commit, pygit2.Commit):
-        last_commits(settings, repo, repository_id, commit, directory)
+    try:
+        commit = repo.get(commit_sha)
+        if isinstance(commit, pygit2.Commit):
+            last_commits(settings, repo, repository_id, commit, directory)
+    finally:
+        # Released now rather than at the next cyclic collection (the repository object sits
+        # in a reference cycle): a walk of a large history fills libgit2's object cache.
+        repo.free()
 
 
 def clear_memory_cache() -> None:

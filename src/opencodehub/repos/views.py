@@ -10,6 +10,7 @@ path that names a branch or tag is the ref, as on GitHub.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -29,11 +30,15 @@ from opencodehub.config import Settings
 from opencodehub.core.errors import Forbidden, NotFound, OCHError, ValidationFailed
 from opencodehub.core.time import utcnow
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
+from opencodehub.lfs import pointer as lfs_pointer
+from opencodehub.lfs import service as lfs_service
 from opencodehub.repos import blame as blame_service
 from opencodehub.repos import branches as branch_service
 from opencodehub.repos import browse, contents, diffview, lastcommit, service, stats, store
 from opencodehub.repos.authz import can
 from opencodehub.repos.models import Repository
+from opencodehub.storage import ObjectNotFound
+from opencodehub.storage.views import get_storage
 from opencodehub.web import flash
 from opencodehub.web.auth import WebUser
 from opencodehub.web.csrf import CsrfProtected
@@ -480,17 +485,23 @@ def blob(
         context["size"] = obj.size
         context["blob_sha"] = str(obj.id)
         extension = posixpath.splitext(name)[1].lower()
+        # A Git LFS pointer is shown as the file it stands for, read from object storage.
+        lfs_file = _lfs_file(request, session, view, obj) if mode != FileMode.LINK else None
+        content = obj.data if lfs_file is None else lfs_file.content
+        if lfs_file is not None:
+            context["lfs"] = lfs_file
+            context["size"] = lfs_file.size
         if mode == FileMode.LINK:
             context["kind"] = "symlink"
             context["link_target"] = _decode_text(obj.data)[0]
-        elif extension in SAFE_IMAGE_TYPES:
+        elif extension in SAFE_IMAGE_TYPES and (lfs_file is None or lfs_file.stored):
             context["kind"] = "image"
-        elif obj.size > MAX_BLOB_DISPLAY_BYTES:
+        elif context["size"] > MAX_BLOB_DISPLAY_BYTES or content is None:
             context["kind"] = "large"
-        elif _is_binary(obj.data):
+        elif _is_binary(content):
             context["kind"] = "binary"
         else:
-            text, invalid = _decode_text(obj.data)
+            text, invalid = _decode_text(content)
             context["invalid_utf8"] = invalid
             context["line_count"] = text.count("\n") + (0 if text.endswith("\n") else 1)
             context["language"] = language_name(name, text)
@@ -505,7 +516,9 @@ def blob(
                 context["code_rows"] = numbered_rows(
                     highlight_lines(text, name, cache_key=str(obj.id))
                 )
-            context["editable"] = view.can_write and target.is_branch and not invalid
+            context["editable"] = (
+                view.can_write and target.is_branch and not invalid and lfs_file is None
+            )
     return _page(
         request,
         "repos/blob.html",
@@ -537,6 +550,74 @@ def raw_headers(name: str, data_start: bytes) -> dict[str, str]:
     return headers
 
 
+@dataclass(frozen=True)
+class LFSFile:
+    """A blob that is a Git LFS pointer: the object's size, whether this repository has it in
+    storage, and its bytes when it is small enough to show."""
+
+    oid: str
+    size: int
+    stored: bool
+    content: bytes | None
+
+
+def _lfs_pointer(
+    session: Session, view: RepoView, obj: pygit2.Blob
+) -> tuple[lfs_pointer.Pointer, bool] | None:
+    if obj.size >= lfs_pointer.MAX_POINTER_BYTES:
+        return None
+    pointer = lfs_pointer.parse_pointer(obj.data)
+    if pointer is None:
+        return None
+    linked = lfs_service.linked_object(session, view.repository, pointer.oid)
+    return pointer, linked is not None and linked.size == pointer.size
+
+
+def _lfs_file(
+    request: Request, session: Session, view: RepoView, obj: pygit2.Blob
+) -> LFSFile | None:
+    found = _lfs_pointer(session, view, obj)
+    if found is None:
+        return None
+    pointer, stored = found
+    content = None
+    if stored and pointer.size <= MAX_BLOB_DISPLAY_BYTES:
+        try:
+            with get_storage(request).get(lfs_service.object_key(pointer.oid)) as stream:
+                content = b"".join(stream)
+        except ObjectNotFound:
+            stored = False
+    return LFSFile(pointer.oid, pointer.size, stored, content)
+
+
+def _lfs_raw(
+    request: Request, session: Session, view: RepoView, obj: pygit2.Blob, name: str
+) -> Response | None:
+    """The raw view of an LFS pointer serves the object's bytes (the pointer itself when the
+    object is not in this repository's storage, as git-lfs would leave it in a checkout)."""
+    found = _lfs_pointer(session, view, obj)
+    if found is None or not found[1]:
+        return None
+    pointer = found[0]
+    try:
+        stream = get_storage(request).get(lfs_service.object_key(pointer.oid))
+    except ObjectNotFound:
+        return None
+    chunks = iter(stream)
+    head = next(chunks, b"")
+    headers = raw_headers(name, head)
+    media_type = headers.pop("Content-Type")
+    headers["Content-Length"] = str(pointer.size)
+
+    def body() -> Iterator[bytes]:
+        with stream:
+            if head:
+                yield head
+            yield from chunks
+
+    return StreamingResponse(body(), media_type=media_type, headers=headers)
+
+
 @router.get("/{owner}/{repo}/raw/{rest:path}")
 def raw(
     request: Request,
@@ -553,6 +634,9 @@ def raw(
     if not isinstance(obj, pygit2.Blob):
         raise NotFound()
     name = target.path.rsplit("/", 1)[-1]
+    lfs_raw = _lfs_raw(request, session, view, obj, name)
+    if lfs_raw is not None:
+        return lfs_raw
     # The first bytes decide text or binary; the whole blob is streamed, never held.
     head = next(iter(browse.stream_blob(settings, view.git, str(obj.id), chunk_size=8000)), b"")
     headers = raw_headers(name, head)

@@ -1,0 +1,58 @@
+"""Memory housekeeping of the server roles (serve.py): libgit2's cache bound, and the release
+of repositories that only the cyclic garbage collector would free."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from opencodehub import serve
+
+
+@pytest.fixture
+def restore_cache_limit() -> Iterator[None]:
+    _current, limit = pygit2.settings.cached_memory
+    yield
+    pygit2.settings.cache_max_size(limit)
+
+
+def _repository_with_history(path: Path) -> None:
+    repo = pygit2.init_repository(str(path), bare=True)
+    signature = pygit2.Signature("A", "a@example.com", 1_700_000_000, 0)
+    parents: list[pygit2.Oid] = []
+    for number in range(50):
+        blob = repo.create_blob(f"content {number}\n".encode())
+        builder = repo.TreeBuilder()
+        builder.insert("file.txt", blob, pygit2.enums.FileMode.BLOB)
+        oid = repo.create_commit(
+            "refs/heads/main", signature, signature, f"c{number}", builder.write(), parents
+        )
+        parents = [oid]
+    repo.free()
+
+
+def test_tune_memory_bounds_the_object_cache(restore_cache_limit: None) -> None:
+    serve.tune_memory()
+    assert pygit2.settings.cached_memory[1] == serve.GIT_OBJECT_CACHE_BYTES
+
+
+def test_release_memory_frees_dropped_repositories(tmp_path: Path) -> None:
+    path = tmp_path / "history.git"
+    _repository_with_history(path)
+    gc.collect()
+    gc.disable()  # so that only release_memory() can collect the dropped repository
+    try:
+        repo = pygit2.Repository(str(path))
+        commits = sum(1 for _ in repo.walk(repo.references["refs/heads/main"].target))
+        assert commits == 50
+        del repo
+        # Dropping the last reference is not enough: the object cache is still held.
+        assert pygit2.settings.cached_memory[0] > 0
+        serve.release_memory()
+        assert pygit2.settings.cached_memory[0] == 0
+    finally:
+        gc.enable()
