@@ -142,3 +142,24 @@ def test_git_http_checks_a_password_once_per_clone(
         headers={"Authorization": basic("alice", "nope")},
     )
     assert wrong.status_code == 401
+
+
+def test_turning_on_two_factor_ends_a_remembered_password(
+    db: Database, make_user: Callable[..., User], settings: Settings
+) -> None:
+    from opencodehub.accounts.security import service as security
+    from opencodehub.accounts.security.service import PasswordAuthRefused
+    from opencodehub.core.time import utcnow
+
+    alice = make_user("alice")
+    cache = PasswordCheckCache()
+    with db.session() as session:
+        assert actor_for_git(session, basic("alice", PASSWORD), cache).user is not None
+        user = session.get(User, alice.id)
+        assert user is not None
+        security.start_totp_enrolment(session, b"k" * 32, user)
+        device = security.totp_device(session, user)
+        assert device is not None
+        device.confirmed_at = utcnow()
+    with db.session() as session, pytest.raises(PasswordAuthRefused):
+        actor_for_git(session, basic("alice", PASSWORD), cache)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from opencodehub.accounts import service as accounts
 from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import AccountKind, User
+from opencodehub.accounts.security.service import refuse_password_if_two_factor
 from opencodehub.deps import actor_from_authorization, parse_authorization
 
 TTL_SECONDS = 60.0
@@ -108,6 +109,8 @@ def actor_for_git(session: Session, authorization: str, cache: PasswordCheckCach
     if parsed is not None and password_basic:
         user = cache.lookup(session, parsed[1], parsed[2])
         if user is not None:
+            # Two-factor may have been turned on since the password was remembered.
+            refuse_password_if_two_factor(session, user)
             return Actor(user=user, method="password")
     actor = actor_from_authorization(session, authorization)
     if parsed is not None and password_basic and actor.method == "password" and actor.user:
