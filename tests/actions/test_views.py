@@ -148,3 +148,56 @@ def test_settings_pages_for_runners_and_secrets(
     log_in(client, "siteadmin")
     admin = post_form(client, "/-/admin/runners", "/-/admin/runners/registration-token")
     assert admin.status_code == 200 and "--token ochreg_" in admin.text
+
+
+def test_the_run_page_polls_its_job_states_until_the_run_completes(
+    client: TestClient, project: Project, register_runner: Callable[..., RunnerHandle]
+) -> None:
+    (run_id,) = project.push({".github/workflows/ci.yml": SIMPLE})
+    page = client.get(f"/octo/demo/actions/runs/{run_id}")
+    live_url = f"/octo/demo/actions/runs/{run_id}/live"
+    assert f'hx-get="{live_url}"' in page.text
+    assert 'hx-trigger="every 2s"' in page.text
+
+    runner = register_runner()
+    spec = client.post(
+        f"{PREFIX}/jobs/request", json={"wait_seconds": 2}, headers=runner.headers
+    ).json()["spec"]
+    fragment = client.get(live_url)
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text and 'id="run-live"' in fragment.text
+    assert fragment.text.count('data-testid="job-link"') == 2
+    assert "state-running" in fragment.text  # build runs, test still waits
+    assert 'hx-trigger="every 2s"' in fragment.text
+
+    def finish(job_id: int) -> None:
+        done = client.post(
+            f"{PREFIX}/jobs/{job_id}/complete",
+            json={"result": {"result": "success"}},
+            headers=runner.headers,
+        )
+        assert done.status_code == 204
+
+    finish(spec["job_id"])
+    second = client.post(
+        f"{PREFIX}/jobs/request", json={"wait_seconds": 2}, headers=runner.headers
+    ).json()["spec"]
+    finish(second["job_id"])
+    final = client.get(live_url)
+    # Completed: both jobs show success and the fragment no longer asks to be polled.
+    assert final.text.count("state-success") >= 3
+    assert "hx-trigger" not in final.text and "hx-get" not in final.text
+    assert client.get(f"/octo/demo/actions/runs/{run_id + 100}/live").status_code == 404
+
+
+def test_the_live_fragment_of_a_private_repository_is_hidden(
+    client: TestClient, project: Project
+) -> None:
+    (run_id,) = project.push({".github/workflows/ci.yml": SIMPLE})
+    with project.db.session() as session:
+        from opencodehub.repos.models import Repository, Visibility
+
+        repo = session.get(Repository, project.repo.id)
+        assert repo is not None
+        repo.visibility = Visibility.PRIVATE
+    assert client.get(f"/octo/demo/actions/runs/{run_id}/live").status_code == 404

@@ -3,6 +3,7 @@ retries, and the credentials file."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -119,3 +120,34 @@ def test_register_reports_the_servers_refusal(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(agent.httpx, "post", refuse)
     with pytest.raises(RunnerError, match=r"401.*invalid"):
         agent.register("http://server/", "bad", "n", ["ubuntu-latest:host"])
+
+
+class SlowServer(FakeServer):
+    """Answers after a network's round trip, so flushes from several threads overlap."""
+
+    def post(self, path: str, body: dict[str, Any] | None = None, **_: Any) -> httpx.Response:
+        time.sleep(0.01)
+        return super().post(path, body)
+
+
+def test_concurrent_flushes_never_send_a_line_twice() -> None:
+    """Steps flush their lines while the timer flushes too: one batch is in flight at a time,
+    so every batch starts where the server's acknowledgement ended."""
+    server = SlowServer()
+    reporter = Reporter(server, job_id=8)  # type: ignore[arg-type]
+
+    def steps(offset: int) -> None:
+        for n in range(40):
+            reporter.log(offset, f"{offset}-{n}")
+            reporter.step_finished(offset, f"step {offset}", "success", "success")
+
+    workers = [threading.Thread(target=steps, args=(index,)) for index in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    reporter.close()
+    assert len(server.lines) == 120
+    sent = sorted(server.batches)
+    for (start, size), (following, _) in itertools.pairwise(sent):
+        assert start + size == following, f"overlapping batches: {sent}"

@@ -18,6 +18,7 @@ RESERVED_USERNAMES = frozenset(
         "api",
         "apps",
         "assets",
+        "github-actions",
         "avatars",
         "blog",
         "dashboard",

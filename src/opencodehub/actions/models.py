@@ -178,12 +178,16 @@ class WorkflowJob(IdMixin, TimestampMixin, Base):
     # Log lines live in actions_log_lines while the job runs, then in object storage.
     log_key: Mapped[str | None] = mapped_column(String(255))
     log_lines: Mapped[int] = mapped_column(Integer, default=0)
+    # The job's own `concurrency:` group, evaluated when the job became ready. A waiting job
+    # with a group is pending behind another job of the same group (in any run).
+    concurrency_group: Mapped[str | None] = mapped_column(String(255))
 
     run: Mapped[WorkflowRun] = relationship()
 
     __table_args__ = (
         Index(None, "run_id"),
         Index(None, "status", "queued_at"),
+        Index(None, "repository_id", "concurrency_group", "status"),
     )
 
 

@@ -24,6 +24,9 @@ KEY_PREFIX = "och:actions:queue:"
 LABEL_SETS_KEY = "och:actions:labelsets"
 # Redis BLPOP waits at most this long per call, so label sets created meanwhile are picked up.
 REDIS_POLL_SLICE = 1.0
+# With no list for the runner's labels yet there is nothing to block on: look again this soon
+# (a cheap SMEMBERS), so the first job of a new label set is not held for a whole slice.
+REDIS_EMPTY_RECHECK = 0.05
 
 
 def label_key(labels: Iterable[str]) -> str:
@@ -163,7 +166,7 @@ class RedisQueue:
                     if _key_labels(key) <= have
                 ]
                 if not keys:
-                    await asyncio.sleep(wait)
+                    await asyncio.sleep(min(wait, REDIS_EMPTY_RECHECK))
                     continue
                 found = await client.blpop(keys, timeout=wait)
             except Exception:

@@ -120,17 +120,20 @@ def register(request: Request, body: RegisterRequest) -> RegisterResponse:
 
 def _claim(
     request: Request, secret: str, job_id: int | None
-) -> tuple[JobAssignment | None, int | None]:
+) -> tuple[JobAssignment | None, list[str]]:
+    """A job for the runner (from the queue's hint, or the database's oldest), and the
+    runner's labels, in one unit of work: each extra transaction is latency on every poll."""
     settings = _settings(request)
     with _database(request).session() as session:
         runner = _runner(session, secret)
         runner.last_heartbeat_at = service.utcnow()
+        labels = list(runner.labels)
         if job_id is None:
             job = service.claim_from_database(session, runner)
         else:
             job = service.claim_for_runner(session, job_id, runner)
         if job is None:
-            return None, None
+            return None, labels
         spec = service.start_job(session, settings, job)
         return (
             JobAssignment(
@@ -139,15 +142,8 @@ def _claim(
                 heartbeat_interval=service.HEARTBEAT_INTERVAL,
                 lease_seconds=service.LEASE_SECONDS,
             ),
-            job.id,
+            labels,
         )
-
-
-def _labels(request: Request, secret: str) -> list[str]:
-    with _database(request).session() as session:
-        runner = _runner(session, secret)
-        runner.last_heartbeat_at = service.utcnow()
-        return list(runner.labels)
 
 
 def _still_queued(request: Request, job_id: int) -> list[str] | None:
@@ -161,8 +157,7 @@ def _still_queued(request: Request, job_id: int) -> list[str] | None:
 async def request_job(request: Request, body: JobRequest) -> Response:
     """The long poll: a job for this runner, or 204 after `wait_seconds`."""
     secret = _runner_secret(request)
-    labels = await anyio.to_thread.run_sync(_labels, request, secret)
-    assignment, _ = await anyio.to_thread.run_sync(_claim, request, secret, None)
+    assignment, labels = await anyio.to_thread.run_sync(_claim, request, secret, None)
     queue = get_queue(_settings(request).redis_url)
     deadline = time.monotonic() + body.wait_seconds
     passed: set[int] = set()
@@ -189,7 +184,16 @@ async def request_job(request: Request, body: JobRequest) -> Response:
             assignment, _ = await anyio.to_thread.run_sync(_claim, request, secret, None)
     if assignment is None:
         return Response(status_code=204)
+    if await request.is_disconnected():
+        # Nobody would receive the job: give it back now rather than after the lease expires.
+        await anyio.to_thread.run_sync(_unclaim, request, secret, assignment.spec.job_id)
+        return Response(status_code=204)
     return JSONResponse(assignment.model_dump(mode="json"))
+
+
+def _unclaim(request: Request, secret: str, job_id: int) -> None:
+    with _database(request).session() as session:
+        service.unclaim_job(session, _settings(request), _runner(session, secret), job_id)
 
 
 @router.post("/heartbeat", response_model=HeartbeatResponse)

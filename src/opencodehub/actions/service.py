@@ -696,6 +696,19 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
                 _report_status(session, settings, run, job)
                 changed = True
                 continue
+            if not _within_max_parallel(run, job, jobs, job_contexts):
+                continue
+            try:
+                may_start = _job_concurrency_allows(session, settings, run, job, job_contexts)
+            except ExpressionError as exc:
+                _finish_job(job, Conclusion.FAILURE, error=f"concurrency: {exc}")
+                changed = True
+                continue
+            if job.status == JobStatus.COMPLETED:  # superseded by a newer pending job
+                changed = True
+                continue
+            if not may_start:
+                continue
             now = utcnow()
             job.status = JobStatus.QUEUED
             job.queued_at = now
@@ -704,6 +717,110 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
             _enqueue_after_commit(session, settings, job)
             _report_status(session, settings, run, job)
     _settle_run(session, settings, run, jobs)
+
+
+def _within_max_parallel(
+    run: WorkflowRun, job: WorkflowJob, jobs: Sequence[WorkflowJob], contexts: dict[str, Any]
+) -> bool:
+    """`strategy.max-parallel`: at most that many of a matrix's jobs queued or running."""
+    limit = _max_parallel(run, job.job_key, contexts)
+    if limit is None:
+        return True
+    active = sum(
+        1
+        for other in jobs
+        if other.job_key == job.job_key
+        and other.status in (JobStatus.QUEUED, JobStatus.IN_PROGRESS)
+    )
+    return active < limit
+
+
+def _max_parallel(run: WorkflowRun, job_key: str, contexts: dict[str, Any]) -> int | None:
+    from opencodehub.actions.expressions import ExpressionError
+
+    definition = (run.workflow_data.get("jobs") or {}).get(job_key) or {}
+    strategy = definition.get("strategy")
+    if not isinstance(strategy, dict) or strategy.get("max-parallel") is None:
+        return None
+    try:
+        value = int(_evaluate(strategy["max-parallel"], contexts))
+    except (ExpressionError, TypeError, ValueError):
+        return None  # the parser vetted literals; an odd expression result means no limit
+    return max(1, value)
+
+
+def _job_concurrency_allows(
+    session: Session,
+    settings: Settings,
+    run: WorkflowRun,
+    job: WorkflowJob,
+    contexts: dict[str, Any],
+) -> bool:
+    """A job's own `concurrency:`, across every run of the repository, as on GitHub: one job
+    of a group runs and one waits; a newer waiting job cancels the older waiting one, and
+    `cancel-in-progress` cancels the running one instead of waiting for it."""
+    from opencodehub.actions.expressions import interpolate
+
+    definition = (run.workflow_data.get("jobs") or {}).get(job.job_key) or {}
+    raw = definition.get("concurrency")
+    if raw is None:
+        return True
+    if isinstance(raw, dict):
+        group_expr, cancel = raw.get("group") or "", raw.get("cancel-in-progress", False)
+    else:
+        group_expr, cancel = raw, False
+    group = str(interpolate(str(group_expr), contexts))[:255]
+    if isinstance(cancel, str):
+        cancel = bool(_evaluate(cancel, contexts))
+    if not group:
+        return True
+    job.concurrency_group = group
+    others = session.scalars(
+        select(WorkflowJob)
+        .where(
+            WorkflowJob.repository_id == job.repository_id,
+            WorkflowJob.concurrency_group == group,
+            WorkflowJob.status != JobStatus.COMPLETED,
+            WorkflowJob.id != job.id,
+        )
+        .order_by(WorkflowJob.id)
+    ).all()
+    active = False
+    touched: list[WorkflowRun] = []
+    for other in others:
+        pending = other.status == JobStatus.WAITING
+        if pending and other.id > job.id:
+            # A newer job of the group already waits: this older one is superseded.
+            _cancel_job(session, settings, run, job)
+            return False
+        if pending or bool(cancel):
+            _cancel_job(session, settings, other.run, other)
+            if other.run_id != run.id:
+                touched.append(other.run)
+        if other.status != JobStatus.COMPLETED:
+            active = True
+    session.flush()
+    for other_run in touched:
+        advance(session, settings, other_run)
+    return not active
+
+
+def _start_next_in_job_group(session: Session, settings: Settings, job: WorkflowJob) -> None:
+    """A job of a concurrency group finished: the job waiting behind it may start."""
+    if not job.concurrency_group:
+        return
+    waiting = session.scalar(
+        select(WorkflowJob)
+        .where(
+            WorkflowJob.repository_id == job.repository_id,
+            WorkflowJob.concurrency_group == job.concurrency_group,
+            WorkflowJob.status == JobStatus.WAITING,
+        )
+        .order_by(WorkflowJob.id)
+        .limit(1)
+    )
+    if waiting is not None and waiting.run_id != job.run_id:
+        advance(session, settings, waiting.run)
 
 
 def _finish_job(job: WorkflowJob, conclusion: Conclusion, *, error: str | None = None) -> None:
@@ -911,7 +1028,12 @@ def build_spec(session: Session, settings: Settings, job: WorkflowJob, token: st
                 else True,
                 "job-index": siblings.index(job) if job in siblings else 0,
                 "job-total": len(siblings),
-                "max-parallel": len(siblings),
+                "max-parallel": (
+                    min(int(strategy_raw["max-parallel"]), len(siblings))
+                    if isinstance(strategy_raw, dict)
+                    and isinstance(strategy_raw.get("max-parallel"), int)
+                    else len(siblings)
+                ),
             },
             needs=needs_context(jobs, job.needs),
             inputs=dict(run.inputs or {}),
@@ -1034,6 +1156,7 @@ def _after_job(session: Session, settings: Settings, job: WorkflowJob) -> None:
         _fail_fast(session, settings, run, job)
     _release_runner(session, job)
     advance(session, settings, run)
+    _start_next_in_job_group(session, settings, job)
 
 
 def _release_runner(session: Session, job: WorkflowJob) -> None:
@@ -1073,8 +1196,36 @@ def _cancel_job(session: Session, settings: Settings, run: WorkflowRun, job: Wor
     if job.status == JobStatus.IN_PROGRESS:
         job.cancel_requested = True
     elif job.status in (JobStatus.QUEUED, JobStatus.WAITING):
+        was_queued = job.status == JobStatus.QUEUED
         _finish_job(job, Conclusion.CANCELLED)
         _report_status(session, settings, run, job)
+        if was_queued and job.concurrency_group:
+            session.flush()
+            _start_next_in_job_group(session, settings, job)
+
+
+def unclaim_job(session: Session, settings: Settings, runner: Runner, job_id: int) -> bool:
+    """Undo a claim whose long poll lost its runner before the answer went out (the runner
+    stopped or its connection dropped): the job is queued again at once, as if never taken,
+    instead of waiting for the reaper. False when the job moved on meanwhile."""
+    job = session.get(WorkflowJob, job_id)
+    if job is None or job.runner_id != runner.id or job.status != JobStatus.IN_PROGRESS:
+        return False
+    if session.scalar(select(func.count()).where(JobStep.job_id == job.id)):
+        return False
+    job.status = JobStatus.QUEUED
+    job.lease_count = max(0, job.lease_count - 1)
+    job.started_at = None
+    job.heartbeat_at = None
+    job.enqueued_at = utcnow()
+    tokens.revoke_job_token(job)
+    session.flush()
+    _release_runner(session, job)
+    job.runner_id = None
+    job.runner_name = ""
+    session.flush()
+    _enqueue_after_commit(session, settings, job)
+    return True
 
 
 def release_job(session: Session, settings: Settings, job: WorkflowJob, reason: str) -> bool:

@@ -4,6 +4,12 @@ A token is issued when a runner takes a job and revoked when the job completes; 
 is stored, on the job row. `actor_for_job_token` turns one back into an `Actor` for the API and
 for git over HTTP (accounts.service tries it after personal access tokens); `repos/authz.py`
 then limits it to the job's repository and the workflow's `permissions`.
+
+The token acts as the reserved account `github-actions` (GitHub's `github-actions[bot]`), so
+what it writes (commit statuses, issues, comments) has an author. That account is created on
+first use with no password and no email: nobody can sign in as it, and it holds no grant of its
+own; every request made with a job token is still decided by `authorize()` from the job's
+repository and `permissions` (see docs/actions-server.md).
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import Actor
+from opencodehub.accounts.models import AccountKind, Email, User
 from opencodehub.actions.models import JobStatus, WorkflowJob
 from opencodehub.core.crypto import random_token, sha256_hex
 from opencodehub.core.time import utcnow
@@ -42,6 +50,9 @@ SCOPES = (
     "security-events",
     "statuses",
 )
+BOT_USERNAME = "github-actions"
+# Scopes whose writes have an author (the bot account).
+AUTHORED_SCOPES = ("contents", "issues", "pull-requests", "statuses")
 # OpenCodeHub's default is GitHub's "restricted" setting: read the contents and metadata.
 DEFAULT_PERMISSIONS = {"contents": "read", "metadata": "read"}
 
@@ -92,9 +103,47 @@ def actor_for_job_token(session: Session, secret: str) -> Actor | None:
         return None
     if job.token_expires_at is None or job.token_expires_at <= utcnow():
         return None
+    permissions = job.permissions or {}
+    # Only a token allowed to write acts as the account: a read-only token stays authorless,
+    # so routes that need a signed-in author (opening an issue) refuse it.
+    writes = any(permissions.get(scope) == "write" for scope in AUTHORED_SCOPES)
     return Actor(
-        user=None,
+        user=bot_user(session) if writes else None,
         method="job_token",
+        # No PAT scope: routes that act on the account itself (`/user/...`) refuse the token.
+        scopes=frozenset(),
         job_repository_id=job.repository_id,
-        job_permissions=tuple(sorted((job.permissions or {}).items())),
+        job_permissions=tuple(sorted(permissions.items())),
     )
+
+
+def _is_bot(user: User, session: Session) -> bool:
+    """The reserved account: no password and no email, which no sign-up can produce."""
+    if user.password_hash or user.is_site_admin or user.kind != AccountKind.USER:
+        return False
+    return session.scalar(select(Email.id).where(Email.user_id == user.id).limit(1)) is None
+
+
+def bot_user(session: Session) -> User | None:
+    """The `github-actions` account, created on first use. None when a person holds the name
+    (then the token writes nothing that needs an author, as before)."""
+    found = session.scalar(select(User).where(User.lower_username == BOT_USERNAME))
+    if found is None:
+        bot = User(
+            kind=AccountKind.USER,
+            username=BOT_USERNAME,
+            lower_username=BOT_USERNAME,
+            full_name="GitHub Actions",
+            bio="The account OpenCodeHub Actions' job tokens act as.",
+            password_hash=None,
+        )
+        try:
+            with session.begin_nested():
+                session.add(bot)
+                session.flush()
+            return bot
+        except IntegrityError:  # another request created it at the same moment
+            found = session.scalar(select(User).where(User.lower_username == BOT_USERNAME))
+            if found is None:
+                return None
+    return found if found.is_active and _is_bot(found, session) else None

@@ -145,6 +145,30 @@ def run_page(
     )
 
 
+@router.get("/{owner}/{repo}/actions/runs/{run_id}/live")
+def run_live(
+    request: Request,
+    owner: str,
+    repo: str,
+    run_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    actor: CurrentActor,
+) -> Response:
+    """The run page's state and job graph alone, which the page polls while the run goes on."""
+    view = _load(session, settings, actor, owner, repo)
+    run = service.get_run(session, view.repository, run_id)
+    jobs = service.run_jobs(session, run)
+    return render(
+        request,
+        "actions/_run_live.html",
+        base=view.base,
+        can_write=view.can_write,
+        headers={"Cache-Control": "no-store"},
+        **_common(run=run, jobs=jobs, columns=_job_levels(jobs)),
+    )
+
+
 @router.post("/{owner}/{repo}/actions/runs/{run_id}/cancel")
 def cancel_run(
     request: Request,

@@ -452,7 +452,7 @@ def add_comment(
 ) -> IssueComment:
     """A new comment; any signed-in reader may comment, only writers on a locked issue."""
     user = _signed_in(actor)
-    authorize(session, actor, repository, Permission.READ)
+    authorize(session, actor, repository, "issues:write")
     repos.ensure_writable(repository)
     if issue.repository_id != repository.id:
         raise NotFound()
@@ -714,7 +714,8 @@ def create_issue(
     """Open an issue: any signed-in reader. Labels, assignees and a milestone are set only when
     the caller may triage, as on GitHub (otherwise they are dropped silently)."""
     user = _signed_in(actor)
-    authorize(session, actor, repository, Permission.READ)
+    # "issues:write": a reader may open issues; a CI job token needs its workflow's issues scope.
+    authorize(session, actor, repository, "issues:write")
     repos.ensure_writable(repository)
     triage = can_triage(session, actor, repository)
     # Validate everything first, so a bad label leaves no half-made issue.

@@ -96,6 +96,10 @@ def _token_allows(actor: Actor, repo: Repository, needed: Permission) -> bool:
     for writes to public ones. Reading public data needs no scope."""
     if actor.scopes is None:
         return True
+    # A CI job token carries no PAT scope: its `permissions` already decided in
+    # repository_permission() (see actions/tokens.py).
+    if actor.job_repository_id is not None:
+        return True
     if actor.has_scope("repo"):
         return True
     if repo.visibility != Visibility.PUBLIC:
@@ -114,9 +118,30 @@ def effective_permission(session: Session, actor: Actor, repo: Repository) -> Pe
     return permission
 
 
+# GitHub's `permissions` scopes that routes may name as `"<scope>:write"` actions: a CI job
+# token needs that scope of its workflow's `permissions`; anyone else the permission here.
+SCOPED_ACTIONS = {
+    "statuses:write": Permission.WRITE,
+    "issues:write": Permission.READ,
+    "pull-requests:write": Permission.READ,
+}
+
+
 def authorize_repository(
     session: Session, actor: Actor, repo: Repository, action: Permission | str
 ) -> Permission:
+    if isinstance(action, str) and action in SCOPED_ACTIONS:
+        if actor.job_repository_id is None:
+            return authorize_repository(session, actor, repo, SCOPED_ACTIONS[action])
+        permission = effective_permission(session, actor, repo)
+        if permission is None:
+            raise NotFound()
+        if (
+            actor.job_repository_id != repo.id
+            or actor.job_permission(action.split(":", 1)[0]) != "write"
+        ):
+            raise Forbidden("Resource not accessible by integration")
+        return permission
     needed = Permission(action)
     permission = effective_permission(session, actor, repo)
     if permission is None:

@@ -86,7 +86,11 @@ def status_out(settings: Settings, repository: Repository, status: CommitStatus)
 
 
 def _repository(
-    session: Session, actor: Actor, owner: str, repo: str, action: Permission = Permission.READ
+    session: Session,
+    actor: Actor,
+    owner: str,
+    repo: str,
+    action: Permission | str = Permission.READ,
 ) -> Repository:
     return service.get_for(session, actor, owner, repo, action)
 
@@ -117,7 +121,8 @@ def create_status(
     settings: SettingsDep,
     actor: CurrentActor,
 ) -> Status:
-    repository = _repository(session, actor, owner, repo, Permission.WRITE)
+    # "statuses:write": a CI job token needs that scope of its workflow; anyone else write access.
+    repository = _repository(session, actor, owner, repo, "statuses:write")
     full_sha = _resolve_sha(settings, repository, sha, strict=True)
     status = statuses.set_status(
         session,

@@ -127,6 +127,9 @@ class Reporter:
         self._acked = 0  # index of _pending[0]
         self._next = 0
         self._closed = False
+        # One batch in flight at a time: a step's flush and the timer's flush would otherwise
+        # both post the same lines, and the server would append (and discard) them twice.
+        self._sending = threading.Lock()
         self.lost = False
         self._thread = threading.Thread(
             target=self._flush_loop, name=f"och-logs-{job_id}", daemon=True
@@ -136,7 +139,11 @@ class Reporter:
     # JobReporter ---------------------------------------------------------------------------
 
     def step_started(self, index: int, name: str) -> None:
-        self._send_step({"index": index, "name": name, "status": "in_progress"})
+        # Lines still pending here precede the step (the previous step's end flushed its own):
+        # they need not go first, and sparing the round trip shortens every step.
+        self._post(
+            f"/jobs/{self._job_id}/steps", {"index": index, "name": name, "status": "in_progress"}
+        )
 
     def step_finished(self, index: int, name: str, outcome: str, conclusion: str) -> None:
         self._send_step(
@@ -190,6 +197,10 @@ class Reporter:
             self._send_batch()
 
     def _send_batch(self) -> bool:
+        with self._sending:
+            return self._send_batch_locked()
+
+    def _send_batch_locked(self) -> bool:
         with self._lock:
             batch = self._pending[:LOG_BATCH_MAX]
             start = self._acked
@@ -399,8 +410,10 @@ class Agent:
                     self._log(f"job {job_id}: the result could not be sent: {exc}")
             self._log(f"job {job_id}: {result.result}")
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            # The slot is free once the server has the result: poll for the next job first,
+            # then remove this one's files.
             with self._slot_free:
                 self._jobs.pop(job_id, None)
                 self.completed += 1
                 self._slot_free.notify_all()
+            shutil.rmtree(root, ignore_errors=True)

@@ -148,14 +148,22 @@ def pump_process(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    # `Popen.wait(timeout)` polls with sleeps of up to 50 ms; a thread blocked in waitpid wakes
+    # the step the moment the process exits, and cancel/timeout are checked in between.
+    exited = threading.Event()
+    exit_code: list[int] = []
+
+    def wait() -> None:
+        exit_code.append(proc.wait())
+        exited.set()
+
+    threading.Thread(target=wait, daemon=True).start()
     deadline = None if timeout is None else time.monotonic() + timeout
     reason = 0
     while True:
-        try:
-            code = proc.wait(0.1)
+        if exited.wait(0.1):
+            code = exit_code[0]
             break
-        except subprocess.TimeoutExpired:
-            pass
         if cancel.is_set():
             reason = EXIT_CANCELLED
         elif deadline is not None and time.monotonic() >= deadline:
