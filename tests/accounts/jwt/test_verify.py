@@ -122,7 +122,10 @@ def test_verify_agrees_with_pyjwt_on_good_and_bad_tokens(config: Settings) -> No
         "HS256 with the public key": _hs256(public_pem, base, ring.current_kid),
         "tampered payload": f"{header_b64}.{_b64(json.dumps({**base, 'sub': '1'}).encode())}"
         f".{signature_b64}",
-        "tampered signature": f"{header_b64}.{payload_b64}.{signature_b64[:-2]}AA",
+        # Always a different first byte (a fixed suffix would match the real one now and then).
+        "tampered signature": f"{header_b64}.{payload_b64}."
+        + ("B" if signature_b64[0] == "A" else "A")
+        + signature_b64[1:],
         "no signature": f"{header_b64}.{payload_b64}.",
         "non-canonical signature": f"{header_b64}.{payload_b64}.{signature_b64[:-1]}"
         + chr(ord(signature_b64[-1]) + 1),
