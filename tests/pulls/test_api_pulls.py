@@ -189,7 +189,9 @@ def test_bad_merges(
     assert refused.status_code == 405
     assert refused.json()["message"] == "Pull Request is not mergeable"
     with db.session() as session:
+        # The GET above answered without writing; the service lists the conflicting files.
         pull = session.query(PullRequest).one()
+        service.refresh_mergeability(session, settings, pull)
         assert pull.conflicting_files == ["src/app.py"]
 
     head = commit_on(settings, world.repo, {"ok.txt": b"ok\n"}, branch="ok")

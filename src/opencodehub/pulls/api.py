@@ -402,8 +402,13 @@ def get_pull(
             service.patch_text(git, pull),
             media_type="application/vnd.github.patch; charset=utf-8",
         )
-    service.refresh_mergeability(session, settings, pull)
-    return pull_json(session, settings, actor, repository, pull)
+    # A read never writes: the push job stores mergeability; a stale answer is computed here
+    # for this response only, so a GET never contends with the job for the row.
+    with session.no_autoflush:
+        service.refresh_mergeability(session, settings, pull, flush=False)
+        data = pull_json(session, settings, actor, repository, pull)
+    session.rollback()
+    return data
 
 
 @router.patch(PULL)

@@ -531,10 +531,16 @@ def synchronize(
 
 
 def refresh_mergeability(
-    session: Session, settings: Settings, pull: PullRequest, *, force: bool = False
+    session: Session,
+    settings: Settings,
+    pull: PullRequest,
+    *,
+    force: bool = False,
+    flush: bool = True,
 ) -> PullRequest:
     """Compute whether the pull request merges cleanly into its base as it is now (in memory,
-    no work tree), and its conflicting files; a no-op when already known for these commits."""
+    no work tree), and its conflicting files; a no-op when already known for these commits.
+    `flush=False` leaves the answer unwritten (the caller rolls it back: reads never write)."""
     if pull.merged or not pull.is_open:
         return pull
     git = git_of(settings, pull.repository_id)
@@ -559,7 +565,8 @@ def refresh_mergeability(
         MergeableState.DIRTY.value if not check.mergeable else MergeableState.CLEAN.value
     )
     pull.mergeability_key = key
-    session.flush()
+    if flush:
+        session.flush()
     return pull
 
 
