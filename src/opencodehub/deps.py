@@ -2,17 +2,22 @@
 
 `SessionDep` is one unit of work per request, committed when the route returns (before the
 response is sent) and rolled back when it raises.
+
+Dependencies that do no I/O are `async def`: FastAPI runs a sync dependency on a worker thread,
+and each hop to a thread and back costs more than the work of a small one. Only what touches the
+database goes to a thread: resolving the caller, the route itself, and the commit.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from opencodehub.accounts import service as accounts
 from opencodehub.accounts.actor import Actor
@@ -22,17 +27,44 @@ from opencodehub.core.errors import Unauthorized
 from opencodehub.db.engine import Database
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.db.session() as session:
+def _commit_and_close(session: Session) -> None:
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _rollback_and_close(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        session.close()
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    # Creating a session does no I/O (it connects on first use), so only the teardown of a
+    # session that was used needs a worker thread.
+    session: Session = request.app.state.db.sessionmaker()
+    try:
         yield session
+    except BaseException:
+        await run_in_threadpool(_rollback_and_close, session)
+        raise
+    if session.in_transaction():
+        await run_in_threadpool(_commit_and_close, session)
+    else:
+        session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -79,19 +111,24 @@ def actor_from_authorization(session: Session, header: str) -> Actor:
     return actor
 
 
-def get_actor(request: Request, session: SessionDep) -> Actor:
+def _resolve_actor(request: Request, session: Session) -> Actor:
+    header = request.headers.get("authorization")
+    if header:
+        return actor_from_authorization(session, header)
+    web_session = accounts.get_web_session(session, request.cookies.get(accounts.SESSION_COOKIE))
+    request.state.web_session = web_session
+    return Actor(user=web_session.user, method="session") if web_session else Actor.anonymous()
+
+
+async def get_actor(request: Request, session: SessionDep) -> Actor:
     cached = getattr(request.state, "actor", None)
     if cached is not None:
         return cached
-    header = request.headers.get("authorization")
-    if header:
-        actor = actor_from_authorization(session, header)
+    if "authorization" in request.headers or accounts.SESSION_COOKIE in request.cookies:
+        actor = await run_in_threadpool(_resolve_actor, request, session)
     else:
-        web_session = accounts.get_web_session(
-            session, request.cookies.get(accounts.SESSION_COOKIE)
-        )
-        actor = Actor(user=web_session.user, method="session") if web_session else Actor.anonymous()
-        request.state.web_session = web_session
+        request.state.web_session = None
+        actor = Actor.anonymous()
     request.state.actor = actor
     return actor
 
@@ -99,7 +136,7 @@ def get_actor(request: Request, session: SessionDep) -> Actor:
 CurrentActor = Annotated[Actor, Depends(get_actor)]
 
 
-def require_user(actor: CurrentActor) -> User:
+async def require_user(actor: CurrentActor) -> User:
     if actor.user is None:
         raise Unauthorized()
     return actor.user

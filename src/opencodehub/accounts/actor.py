@@ -69,6 +69,8 @@ class Actor:
     deploy_key_repository_id: int | None = None
     deploy_key_read_only: bool = True
     token_id: int | None = None
+    # The scopes a personal access token was granted, as granted (for `X-OAuth-Scopes`).
+    token_scopes: tuple[str, ...] = ()
     # A CI job token (GITHUB_TOKEN) reaches only its job's repository, with the workflow's
     # `permissions` as (scope, "read" | "write") pairs; see actions/tokens.py.
     job_repository_id: int | None = None

@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from opencodehub.accounts import service as accounts
 from opencodehub.accounts.actor import Actor
-from opencodehub.accounts.models import AccessToken, OrgRole, Team, User
+from opencodehub.accounts.models import OrgRole, Team, User
 from opencodehub.accounts.schemas import (
     ORG_ROLE_FROM_NAME,
     PERMISSION_FROM_NAME,
@@ -58,12 +59,8 @@ T = TypeVar("T")
 # Rate limit and token scopes -------------------------------------------------------------------
 
 
-def enforce_rate_limit(
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    actor: CurrentActor,
-    settings: SettingsDep,
+async def enforce_rate_limit(
+    request: Request, response: Response, actor: CurrentActor, settings: SettingsDep
 ) -> None:
     """GitHub's core rate limit: per user when authenticated, per IP otherwise. Also tells a
     token's caller which scopes it has (`X-OAuth-Scopes`), as GitHub does on every response."""
@@ -75,9 +72,12 @@ def enforce_rate_limit(
         client = request.client.host if request.client else "unknown"
         key, limit = f"ip:{client}", settings.rate_limit_anonymous
         who = client
-    window = limiter.hit(key, limit, 3600)
+    if limiter.in_process:
+        window = limiter.hit(key, limit, 3600)
+    else:
+        window = await run_in_threadpool(limiter.hit, key, limit, 3600)
     request.state.rate_limit = window
-    scope_headers = _token_scope_headers(session, actor)
+    scope_headers = _token_scope_headers(actor)
     response.headers.update(scope_headers)
     # For the error handlers: an error response carries the scope headers too when they merge
     # `request.state.api_headers` into theirs.
@@ -86,16 +86,14 @@ def enforce_rate_limit(
         raise Forbidden(f"API rate limit exceeded for {who}.", headers=scope_headers)
 
 
-def _token_scope_headers(session: Session, actor: Actor) -> dict[str, str]:
+def _token_scope_headers(actor: Actor) -> dict[str, str]:
     if actor.method == "oauth":
         from opencodehub.accounts.oauthapps.service import scopes_header
 
         return {"X-OAuth-Scopes": scopes_header(actor)}
     if actor.method != "token" or actor.token_id is None:
         return {}
-    # Authentication loaded the token into this request's session: this is no extra query.
-    token = session.get(AccessToken, actor.token_id)
-    return {"X-OAuth-Scopes": ", ".join(token.scope_list if token else [])}
+    return {"X-OAuth-Scopes": ", ".join(actor.token_scopes)}
 
 
 def accepts_scopes(*scopes: str, required: bool = True) -> Any:
@@ -126,7 +124,7 @@ def accepts_scopes(*scopes: str, required: bool = True) -> Any:
 # Helpers ---------------------------------------------------------------------------------------
 
 
-def _urls(settings: SettingsDep) -> ApiUrls:
+async def _urls(settings: SettingsDep) -> ApiUrls:
     return ApiUrls(settings.effective_base_url)
 
 
@@ -247,12 +245,17 @@ def _public_profile(session: Session, account: User, urls: ApiUrls) -> PublicUse
     )
 
 
+# One query for both counts of GET /user (the hottest authenticated route), built once.
+_OWNED_REPO_COUNTS = select(
+    func.count(case((Repository.visibility == Visibility.PUBLIC, 1))),
+    func.count(case((Repository.visibility == Visibility.PRIVATE, 1))),
+).where(Repository.owner_id == bindparam("owner_id"))
+
+
 def _private_profile(session: Session, user: User, urls: ApiUrls) -> PrivateUser:
+    public_repos, private_repos = session.execute(_OWNED_REPO_COUNTS, {"owner_id": user.id}).one()
     return PrivateUser.of_self(
-        user,
-        urls,
-        public_repos=_count_repos(session, user, Visibility.PUBLIC),
-        private_repos=_count_repos(session, user, Visibility.PRIVATE),
+        user, urls, public_repos=public_repos or 0, private_repos=private_repos or 0
     )
 
 

@@ -90,9 +90,7 @@ class User(IdMixin, TimestampMixin, Base):
     avatar_key: Mapped[str | None] = mapped_column(String(255))
     last_login_at: Mapped[datetime | None] = mapped_column()
 
-    emails: Mapped[list[Email]] = relationship(
-        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
-    )
+    emails: Mapped[list[Email]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
     @property
     def is_organization(self) -> bool:

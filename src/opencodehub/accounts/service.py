@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import KNOWN_SCOPES, Actor, expand_scopes
@@ -60,7 +60,9 @@ MAX_PASSWORD_LENGTH = 1024
 
 password_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # A hash to verify against when the account does not exist, so timing does not reveal which.
-_DUMMY_HASH = password_hasher.hash(secrets.token_hex(16))
+# Made on first need: hashing takes a noticeable part of a second and 64 MiB, which start-up
+# should not pay.
+_DUMMY_HASH: str | None = None
 
 
 # Passwords -------------------------------------------------------------------------------------
@@ -99,6 +101,9 @@ def check_password(user: User, password: str) -> bool:
 
 
 def _burn_password_time(password: str) -> None:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = password_hasher.hash(secrets.token_hex(16))
     with contextlib.suppress(VerificationError):
         password_hasher.verify(_DUMMY_HASH, password)
 
@@ -242,12 +247,15 @@ def create_token(
     return token, plaintext
 
 
+# Built once: every API call with a token runs it, and composing the statement costs more
+# than executing it from SQLAlchemy's compiled cache.
+_TOKEN_BY_HASH = select(AccessToken).where(AccessToken.token_hash == bindparam("token_hash"))
+
+
 def authenticate_token(session: Session, plaintext: str) -> AccessToken | None:
     if not looks_like_token(plaintext):
         return None
-    token = session.scalar(
-        select(AccessToken).where(AccessToken.token_hash == sha256_hex(plaintext))
-    )
+    token = session.scalar(_TOKEN_BY_HASH, {"token_hash": sha256_hex(plaintext)})
     now = utcnow()
     if token is None or token.revoked_at is not None:
         return None
@@ -266,6 +274,7 @@ def actor_for_token(token: AccessToken) -> Actor:
         method="token",
         scopes=expand_scopes(token.scope_list),
         token_id=token.id,
+        token_scopes=tuple(token.scope_list),
     )
 
 

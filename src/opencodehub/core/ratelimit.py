@@ -26,6 +26,9 @@ class Window:
 
 
 class RateLimiter(Protocol):
+    # True when `hit` does no I/O, so async code may call it without a worker thread.
+    in_process: bool
+
     def hit(self, key: str, limit: int, window_seconds: int, cost: int = 1) -> Window: ...
 
     def peek(self, key: str, limit: int, window_seconds: int) -> Window: ...
@@ -39,6 +42,7 @@ def _window_bounds(window_seconds: int, now: float) -> tuple[int, int]:
 
 
 class MemoryRateLimiter:
+    in_process = True
     _PRUNE_EVERY = 10_000
 
     def __init__(self) -> None:
@@ -74,6 +78,8 @@ class MemoryRateLimiter:
 
 
 class RedisRateLimiter:
+    in_process = False
+
     def __init__(self, url: str, prefix: str = "och:rl:") -> None:
         import redis
 

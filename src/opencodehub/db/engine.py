@@ -48,8 +48,15 @@ POOL_SIZE = 10
 POOL_MAX_OVERFLOW = WORKER_THREADS + 10 - POOL_SIZE
 
 
-def _size_pool(kwargs: dict[str, Any]) -> None:
+def _size_pool(kwargs: dict[str, Any], *, keep_all: bool = False) -> None:
     if "poolclass" in kwargs:
+        return
+    if keep_all:
+        # A SQLite connection is an open file, not a server process: keep every one, since an
+        # overflow connection is closed on return and the next busy moment reopens it (and
+        # runs the pragmas again) on every request.
+        kwargs.setdefault("pool_size", POOL_SIZE + POOL_MAX_OVERFLOW)
+        kwargs.setdefault("max_overflow", 0)
         return
     kwargs.setdefault("pool_size", POOL_SIZE)
     kwargs.setdefault("max_overflow", POOL_MAX_OVERFLOW)
@@ -61,7 +68,7 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.drivername.startswith("sqlite"):
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            _size_pool(kwargs)
+            _size_pool(kwargs, keep_all=True)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 10}, **kwargs
         )
