@@ -14,7 +14,7 @@ from tests.web.forms import csrf_from, log_in, page_token
 from opencodehub.accounts.models import Permission, User
 from opencodehub.config import Settings
 from opencodehub.db.engine import Database
-from opencodehub.pulls.review_models import PullReview, ReviewComment
+from opencodehub.pulls.models import PullReview, ReviewComment
 from opencodehub.repos import statuses
 from opencodehub.repos.models import Collaborator, ProtectedBranch, Repository
 

@@ -20,9 +20,8 @@ from opencodehub.core.errors import ValidationFailed
 from opencodehub.db.engine import Database
 from opencodehub.notifications.models import NotificationThread
 from opencodehub.pulls import protection, reviews
-from opencodehub.pulls.models import PullRequest
+from opencodehub.pulls.models import PullRequest, ReviewComment
 from opencodehub.pulls.review_jobs import on_synchronize
-from opencodehub.pulls.review_models import ReviewComment
 from opencodehub.repos import statuses, store
 from opencodehub.repos.models import Collaborator, Repository
 

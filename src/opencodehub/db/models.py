@@ -11,7 +11,6 @@ from opencodehub.issues import models as issues_models
 from opencodehub.lfs import models as lfs_models
 from opencodehub.notifications import models as notifications_models
 from opencodehub.pulls import models as pulls_models
-from opencodehub.pulls import review_models as review_models
 from opencodehub.repos import models as repos_models
 
 __all__ = [
@@ -25,7 +24,6 @@ __all__ = [
     "oauthapps_models",
     "pulls_models",
     "repos_models",
-    "review_models",
     "security_models",
     "sso_models",
 ]

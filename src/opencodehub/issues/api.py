@@ -11,8 +11,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from opencodehub.accounts.actor import Actor
-from opencodehub.accounts.models import Permission
 from opencodehub.accounts.schemas import SimpleUser
 from opencodehub.config import Settings
 from opencodehub.core.errors import NotFound, ValidationFailed
@@ -41,6 +39,7 @@ from opencodehub.issues.schemas import (
     label_names,
 )
 from opencodehub.repos import service as repos
+from opencodehub.repos.deps import RepoRead
 from opencodehub.repos.models import Repository
 
 router = APIRouter(tags=["issues"])
@@ -74,12 +73,6 @@ class MilestoneUpdate(BaseModel):
 
 
 # Helpers ---------------------------------------------------------------------------------------
-
-
-def _repo(
-    session: Session, actor: Actor, owner: str, repo: str, action: Permission = Permission.READ
-) -> Repository:
-    return repos.get_for(session, actor, owner, repo, action)
 
 
 def _link(
@@ -123,13 +116,12 @@ def _assignee_list(assignee: str | None, assignees: list[str] | None) -> list[st
 
 @router.get(PREFIX + "/issues", response_model=list[IssueOut])
 def list_issues(
-    owner: str,
-    repo: str,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     milestone: Annotated[str | None, Query(max_length=100)] = None,
     state: Literal["open", "closed", "all"] = "open",
     assignee: Annotated[str | None, Query(max_length=100)] = None,
@@ -143,7 +135,6 @@ def list_issues(
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     chosen = Page.of(page, per_page)
     filters = service.IssueFilter(
         state=state,
@@ -169,14 +160,12 @@ def list_issues(
 
 @router.post(PREFIX + "/issues", response_model=IssueOut, status_code=201)
 def create_issue(
-    owner: str,
-    repo: str,
     body: IssueCreate,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.create_issue(
         session,
         actor,
@@ -196,19 +185,17 @@ def create_issue(
 
 @router.get(PREFIX + "/issues/comments", response_model=list[CommentOut])
 def list_repository_comments(
-    owner: str,
-    repo: str,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     direction: Literal["asc", "desc"] = "asc",
     since: datetime | None = None,
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     chosen = Page.of(page, per_page)
     rows = service.list_comments(
         session, repository, None, chosen, since=since, direction=direction
@@ -223,29 +210,25 @@ def _comment(session: Session, repository: Repository, comment_id: int) -> Issue
 
 @router.get(PREFIX + "/issues/comments/{comment_id}", response_model=CommentOut)
 def get_comment(
-    owner: str,
-    repo: str,
     comment_id: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     comment = _comment(session, repository, comment_id)
     return dump(Serializer(session, settings, repository).comments([comment])[0])
 
 
 @router.patch(PREFIX + "/issues/comments/{comment_id}", response_model=CommentOut)
 def edit_comment(
-    owner: str,
-    repo: str,
     comment_id: int,
     body: CommentBody,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     comment = _comment(session, repository, comment_id)
     service.edit_comment(session, actor, repository, comment, body.body)
     return dump(Serializer(session, settings, repository).comments([comment])[0])
@@ -253,28 +236,28 @@ def edit_comment(
 
 @router.delete(PREFIX + "/issues/comments/{comment_id}", status_code=204)
 def delete_comment(
-    owner: str, repo: str, comment_id: int, session: SessionDep, actor: CurrentActor
+    comment_id: int,
+    session: SessionDep,
+    actor: CurrentActor,
+    repository: RepoRead,
 ) -> Response:
-    repository = _repo(session, actor, owner, repo)
     service.delete_comment(session, actor, repository, _comment(session, repository, comment_id))
     return Response(status_code=204)
 
 
 @router.get(PREFIX + "/issues/comments/{comment_id}/reactions", response_model=list[ReactionOut])
 def list_comment_reactions(
-    owner: str,
-    repo: str,
     comment_id: int,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     content: Annotated[str | None, Query(max_length=20)] = None,
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     comment = _comment(session, repository, comment_id)
     issue = comment.issue
     chosen = Page.of(page, per_page)
@@ -287,15 +270,13 @@ def list_comment_reactions(
 
 @router.post(PREFIX + "/issues/comments/{comment_id}/reactions", response_model=ReactionOut)
 def create_comment_reaction(
-    owner: str,
-    repo: str,
     comment_id: int,
     body: ReactionCreate,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     comment = _comment(session, repository, comment_id)
     reaction, created = service.add_reaction(
         session, actor, repository, comment.issue, comment, body.content
@@ -306,14 +287,12 @@ def create_comment_reaction(
 
 @router.delete(PREFIX + "/issues/comments/{comment_id}/reactions/{reaction_id}", status_code=204)
 def delete_comment_reaction(
-    owner: str,
-    repo: str,
     comment_id: int,
     reaction_id: int,
     session: SessionDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Response:
-    repository = _repo(session, actor, owner, repo)
     comment = _comment(session, repository, comment_id)
     service.delete_reaction(session, actor, repository, comment.issue, comment, reaction_id)
     return Response(status_code=204)
@@ -321,29 +300,25 @@ def delete_comment_reaction(
 
 @router.get(PREFIX + "/issues/{number}", response_model=IssueOut)
 def get_issue(
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     return dump(Serializer(session, settings, repository).issue(issue))
 
 
 @router.patch(PREFIX + "/issues/{number}", response_model=IssueOut)
 def update_issue(
-    owner: str,
-    repo: str,
     number: int,
     body: IssueUpdate,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     sent = body.model_fields_set
     changes: dict[str, Any] = {}
@@ -367,19 +342,17 @@ def update_issue(
 
 @router.get(PREFIX + "/issues/{number}/comments", response_model=list[CommentOut])
 def list_issue_comments(
-    owner: str,
-    repo: str,
     number: int,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     since: datetime | None = None,
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     chosen = Page.of(page, per_page)
     rows = service.list_comments(session, repository, issue, chosen, since=since)
@@ -389,15 +362,13 @@ def list_issue_comments(
 
 @router.post(PREFIX + "/issues/{number}/comments", response_model=CommentOut, status_code=201)
 def create_comment(
-    owner: str,
-    repo: str,
     number: int,
     body: CommentBody,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     comment = service.add_comment(session, actor, repository, issue, body.body)
     out = Serializer(session, settings, repository).comment(
@@ -408,18 +379,16 @@ def create_comment(
 
 @router.get(PREFIX + "/issues/{number}/events", response_model=list[EventOut])
 def list_issue_events(
-    owner: str,
-    repo: str,
     number: int,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     chosen = Page.of(page, per_page)
     rows = _paged(request, response, settings, chosen, service.list_events(session, issue, chosen))
@@ -436,20 +405,18 @@ def list_issue_events(
 
 @router.get(PREFIX + "/issues/{number}/timeline")
 def list_issue_timeline(
-    owner: str,
-    repo: str,
     number: int,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> Any:
     """Comments and events in order. A cross-reference from a place the caller cannot see is
     left out, so its title never leaks."""
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     serializer = Serializer(session, settings, repository)
     items: list[dict[str, Any]] = []
@@ -484,14 +451,12 @@ def _labels_out(session: Session, settings: Settings, repository: Repository, is
 
 @router.get(PREFIX + "/issues/{number}/labels", response_model=list[LabelOut])
 def list_issue_labels(
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     return _labels_out(session, settings, repository, issue)
 
@@ -510,15 +475,13 @@ def _names_from(payload: Any) -> list[str]:
 
 @router.post(PREFIX + "/issues/{number}/labels", response_model=list[LabelOut])
 def add_issue_labels(
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     payload: Annotated[Any, Body()] = None,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     service.add_labels(session, actor, repository, issue, _names_from(payload))
     return _labels_out(session, settings, repository, issue)
@@ -526,15 +489,13 @@ def add_issue_labels(
 
 @router.put(PREFIX + "/issues/{number}/labels", response_model=list[LabelOut])
 def set_issue_labels(
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     payload: Annotated[Any, Body()] = None,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     service.set_labels(session, actor, repository, issue, _names_from(payload or []))
     return _labels_out(session, settings, repository, issue)
@@ -542,9 +503,11 @@ def set_issue_labels(
 
 @router.delete(PREFIX + "/issues/{number}/labels", status_code=204)
 def clear_issue_labels(
-    owner: str, repo: str, number: int, session: SessionDep, actor: CurrentActor
+    number: int,
+    session: SessionDep,
+    actor: CurrentActor,
+    repository: RepoRead,
 ) -> Response:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     service.set_labels(session, actor, repository, issue, [])
     return Response(status_code=204)
@@ -552,15 +515,13 @@ def clear_issue_labels(
 
 @router.delete(PREFIX + "/issues/{number}/labels/{name}", response_model=list[LabelOut])
 def remove_issue_label(
-    owner: str,
-    repo: str,
     number: int,
     name: str,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     service.remove_label(session, actor, repository, issue, name)
     return _labels_out(session, settings, repository, issue)
@@ -571,18 +532,22 @@ def remove_issue_label(
 
 @router.get(PREFIX + "/assignees", response_model=list[SimpleUser])
 def list_assignees(
-    owner: str, repo: str, session: SessionDep, settings: SettingsDep, actor: CurrentActor
+    session: SessionDep,
+    settings: SettingsDep,
+    actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     serializer = Serializer(session, settings, repository)
     return dump([serializer.user(user) for user in service.assignable_users(session, repository)])
 
 
 @router.get(PREFIX + "/assignees/{assignee}", status_code=204)
 def check_assignee(
-    owner: str, repo: str, assignee: str, session: SessionDep, actor: CurrentActor
+    assignee: str,
+    session: SessionDep,
+    actor: CurrentActor,
+    repository: RepoRead,
 ) -> Response:
-    repository = _repo(session, actor, owner, repo)
     user = repos.get_account(session, assignee)
     if user is None or not service.can_be_assigned(session, repository, user):
         raise NotFound()
@@ -591,15 +556,13 @@ def check_assignee(
 
 @router.post(PREFIX + "/issues/{number}/assignees", response_model=IssueOut, status_code=201)
 def add_assignees(
-    owner: str,
-    repo: str,
     number: int,
     body: AssigneesBody,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     service.add_assignees(session, actor, repository, issue, body.assignees)
     return JSONResponse(dump(Serializer(session, settings, repository).issue(issue)), 201)
@@ -607,15 +570,13 @@ def add_assignees(
 
 @router.delete(PREFIX + "/issues/{number}/assignees", response_model=IssueOut)
 def remove_assignees(
-    owner: str,
-    repo: str,
     number: int,
     body: AssigneesBody,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     service.remove_assignees(session, actor, repository, issue, body.assignees)
     return dump(Serializer(session, settings, repository).issue(issue))
@@ -626,14 +587,12 @@ def remove_assignees(
 
 @router.put(PREFIX + "/issues/{number}/lock", status_code=204)
 def lock_issue(
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
+    repository: RepoRead,
     body: LockBody | None = None,
 ) -> Response:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     service.set_lock(session, actor, repository, issue, True, body.lock_reason if body else None)
     return Response(status_code=204)
@@ -641,9 +600,11 @@ def lock_issue(
 
 @router.delete(PREFIX + "/issues/{number}/lock", status_code=204)
 def unlock_issue(
-    owner: str, repo: str, number: int, session: SessionDep, actor: CurrentActor
+    number: int,
+    session: SessionDep,
+    actor: CurrentActor,
+    repository: RepoRead,
 ) -> Response:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     service.set_lock(session, actor, repository, issue, False)
     return Response(status_code=204)
@@ -654,19 +615,17 @@ def unlock_issue(
 
 @router.get(PREFIX + "/issues/{number}/reactions", response_model=list[ReactionOut])
 def list_issue_reactions(
-    owner: str,
-    repo: str,
     number: int,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     content: Annotated[str | None, Query(max_length=20)] = None,
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     chosen = Page.of(page, per_page)
     rows = service.list_reactions(session, issue, None, content=content, page=chosen)
@@ -678,15 +637,13 @@ def list_issue_reactions(
 
 @router.post(PREFIX + "/issues/{number}/reactions", response_model=ReactionOut)
 def create_issue_reaction(
-    owner: str,
-    repo: str,
     number: int,
     body: ReactionCreate,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     reaction, created = service.add_reaction(session, actor, repository, issue, None, body.content)
     out = Serializer(session, settings, repository).reaction(reaction)
@@ -695,14 +652,12 @@ def create_issue_reaction(
 
 @router.delete(PREFIX + "/issues/{number}/reactions/{reaction_id}", status_code=204)
 def delete_issue_reaction(
-    owner: str,
-    repo: str,
     number: int,
     reaction_id: int,
     session: SessionDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Response:
-    repository = _repo(session, actor, owner, repo)
     issue = service.get_issue(session, repository, number)
     service.delete_reaction(session, actor, repository, issue, None, reaction_id)
     return Response(status_code=204)
@@ -713,17 +668,15 @@ def delete_issue_reaction(
 
 @router.get(PREFIX + "/labels", response_model=list[LabelOut])
 def list_labels(
-    owner: str,
-    repo: str,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     chosen = Page.of(page, per_page)
     rows = _paged(
         request, response, settings, chosen, service.list_labels(session, repository, chosen)
@@ -734,14 +687,12 @@ def list_labels(
 
 @router.post(PREFIX + "/labels", response_model=LabelOut, status_code=201)
 def create_label(
-    owner: str,
-    repo: str,
     body: LabelCreate,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     label = service.create_label(
         session, actor, repository, name=body.name, color=body.color, description=body.description
     )
@@ -751,14 +702,12 @@ def create_label(
 
 @router.get(PREFIX + "/labels/{name}", response_model=LabelOut)
 def get_label(
-    owner: str,
-    repo: str,
     name: str,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     return dump(
         Serializer(session, settings, repository).label(
             service.get_label(session, repository, name)
@@ -768,15 +717,13 @@ def get_label(
 
 @router.patch(PREFIX + "/labels/{name}", response_model=LabelOut)
 def update_label(
-    owner: str,
-    repo: str,
     name: str,
     body: LabelUpdate,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     label = service.get_label(session, repository, name)
     service.update_label(
         session,
@@ -792,9 +739,11 @@ def update_label(
 
 @router.delete(PREFIX + "/labels/{name}", status_code=204)
 def delete_label(
-    owner: str, repo: str, name: str, session: SessionDep, actor: CurrentActor
+    name: str,
+    session: SessionDep,
+    actor: CurrentActor,
+    repository: RepoRead,
 ) -> Response:
-    repository = _repo(session, actor, owner, repo)
     service.delete_label(session, actor, repository, service.get_label(session, repository, name))
     return Response(status_code=204)
 
@@ -804,20 +753,18 @@ def delete_label(
 
 @router.get(PREFIX + "/milestones", response_model=list[MilestoneOut])
 def list_milestones(
-    owner: str,
-    repo: str,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     state: Literal["open", "closed", "all"] = "open",
     sort: Literal["due_on", "completeness"] = "due_on",
     direction: Literal["asc", "desc"] = "asc",
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     chosen = Page.of(page, per_page)
     rows = service.list_milestones(
         session, repository, state=state, sort=sort, direction=direction, page=chosen
@@ -828,14 +775,12 @@ def list_milestones(
 
 @router.post(PREFIX + "/milestones", response_model=MilestoneOut, status_code=201)
 def create_milestone(
-    owner: str,
-    repo: str,
     body: MilestoneCreate,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     milestone = service.create_milestone(
         session,
         actor,
@@ -851,29 +796,25 @@ def create_milestone(
 
 @router.get(PREFIX + "/milestones/{number}", response_model=MilestoneOut)
 def get_milestone(
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     milestone = service.get_milestone(session, repository, number)
     return dump(Serializer(session, settings, repository).milestone(milestone))
 
 
 @router.patch(PREFIX + "/milestones/{number}", response_model=MilestoneOut)
 def update_milestone(
-    owner: str,
-    repo: str,
     number: int,
     body: MilestoneUpdate,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Any:
-    repository = _repo(session, actor, owner, repo)
     milestone = service.get_milestone(session, repository, number)
     changes = {key: getattr(body, key) for key in body.model_fields_set}
     if changes.get("state", "open") is None:
@@ -884,9 +825,11 @@ def update_milestone(
 
 @router.delete(PREFIX + "/milestones/{number}", status_code=204)
 def delete_milestone(
-    owner: str, repo: str, number: int, session: SessionDep, actor: CurrentActor
+    number: int,
+    session: SessionDep,
+    actor: CurrentActor,
+    repository: RepoRead,
 ) -> Response:
-    repository = _repo(session, actor, owner, repo)
     service.delete_milestone(
         session, actor, repository, service.get_milestone(session, repository, number)
     )

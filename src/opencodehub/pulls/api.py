@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,13 +27,13 @@ from opencodehub.core.pagination import Page, link_header
 from opencodehub.core.time import isoformat
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep, SettingsDep
 from opencodehub.pulls import reviews, service
-from opencodehub.pulls.models import PullRequest
-from opencodehub.pulls.review_models import ReviewComment
+from opencodehub.pulls.models import PullRequest, ReviewComment
 from opencodehub.repos import git_schemas
 from opencodehub.repos import service as repos
 from opencodehub.repos.api import redirect_moved_repository
 from opencodehub.repos.authz import repository_permission
 from opencodehub.repos.content_api import users_by_email
+from opencodehub.repos.deps import RepoRead
 from opencodehub.repos.models import Repository
 from opencodehub.repos.schemas import repository_json, urls_for
 
@@ -173,8 +173,10 @@ def pull_json(
     pull: PullRequest,
     *,
     full: bool = True,
+    mergeability: service.Mergeability | None = None,
 ) -> dict[str, Any]:
-    """A pull request in GitHub's shape; `full` adds the merge state and counts (single GETs)."""
+    """A pull request in GitHub's shape; `full` adds the merge state and counts (single GETs).
+    `mergeability` is a fresh answer to show instead of the stored one (never written here)."""
     issue = pull.issue
     api = f"{settings.effective_base_url}/api/v3/repos/{repository.full_name}"
     html = f"{settings.effective_base_url}/{repository.full_name}"
@@ -186,6 +188,8 @@ def pull_json(
     statuses_url = f"{api}/statuses/{pull.head_sha}"
     assignees = [_user_json(user, settings) for user in issue.assignees]
     requested = reviews.requested_reviewers(session, pull)
+    known = mergeability or service.Mergeability.stored(pull)
+    counts = known.counts or service.DiffCounts.stored(pull)
     data: dict[str, Any] = {
         "url": url,
         "id": pull.id,
@@ -225,7 +229,7 @@ def pull_json(
         "head": _branch_json(
             session, settings, actor, head_repository, pull.head_ref, pull.head_sha
         ),
-        "base": _branch_json(session, settings, actor, repository, pull.base_ref, pull.base_sha),
+        "base": _branch_json(session, settings, actor, repository, pull.base_ref, counts.base_sha),
         "_links": {
             "self": {"href": url},
             "html": {"href": html_url},
@@ -251,17 +255,17 @@ def pull_json(
         data.update(
             {
                 "merged": bool(pull.merged),
-                "mergeable": pull.mergeable,
-                "rebaseable": pull.mergeable,
-                "mergeable_state": service.mergeable_state(session, settings, pull),
+                "mergeable": known.mergeable,
+                "rebaseable": known.mergeable,
+                "mergeable_state": service.mergeable_state(session, settings, pull, known),
                 "merged_by": _user_json(pull.merged_by, settings),
                 "comments": issue.comments_count or 0,
                 "review_comments": _review_comment_count(session, pull),
                 "maintainer_can_modify": bool(pull.maintainer_can_modify),
-                "commits": pull.commits_count,
-                "additions": pull.additions,
-                "deletions": pull.deletions,
-                "changed_files": pull.changed_files,
+                "commits": counts.commits,
+                "additions": counts.additions,
+                "deletions": counts.deletions,
+                "changed_files": counts.changed_files,
             }
         )
     return data
@@ -299,30 +303,17 @@ def _link(request: Request, response: Response, settings: Settings, page: Page, 
         response.headers["Link"] = header
 
 
-def _load(
-    session: Session,
-    actor: Actor,
-    owner: str,
-    repo: str,
-    number: int,
-    action: Permission = Permission.READ,
-) -> tuple[Repository, PullRequest]:
-    repository = repos.get_for(session, actor, owner, repo, action)
-    return repository, service.get_pull(session, repository, number)
-
-
 # Routes ----------------------------------------------------------------------------------------
 
 
 @router.get(f"{REPO}/pulls")
 def list_pulls(
-    owner: str,
-    repo: str,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     state: Annotated[Literal["open", "closed", "all"], Query()] = "open",
     head: Annotated[str | None, Query(max_length=1024)] = None,
     base: Annotated[str | None, Query(max_length=1024)] = None,
@@ -333,7 +324,6 @@ def list_pulls(
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> list[dict[str, Any]]:
-    repository = repos.get_for(session, actor, owner, repo)
     chosen = Page.of(page, per_page)
     pulls, total = service.list_pulls(
         session,
@@ -351,8 +341,6 @@ def list_pulls(
 
 @router.post(f"{REPO}/pulls", status_code=201)
 def create_pull(
-    owner: str,
-    repo: str,
     body: PullCreate,
     request: Request,
     response: Response,
@@ -360,8 +348,8 @@ def create_pull(
     settings: SettingsDep,
     actor: CurrentActor,
     user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository = repos.get_for(session, actor, owner, repo)
     pull = service.create_pull(
         session,
         settings,
@@ -383,38 +371,36 @@ def create_pull(
 
 @router.get(PULL, response_model=None)
 def get_pull(
-    owner: str,
-    repo: str,
     number: int,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> dict[str, Any] | Response:
-    repository, pull = _load(session, actor, owner, repo, number)
+    pull = service.get_pull(session, repository, number)
     git = service.git_of(settings, repository)
+    # Streamed from git as it writes it, however large (GitHub answers 406 above 300 files or
+    # 20,000 lines; OpenCodeHub serves the whole diff without holding it in memory).
     if _wants(request, DIFF_TYPES):
-        return Response(
-            service.diff_text(git, pull), media_type="application/vnd.github.diff; charset=utf-8"
+        return StreamingResponse(
+            service.stream_diff(settings, git, pull),
+            media_type="application/vnd.github.diff; charset=utf-8",
         )
     if _wants(request, PATCH_TYPES):
-        return Response(
-            service.patch_text(git, pull),
+        return StreamingResponse(
+            service.stream_patch(settings, git, pull),
             media_type="application/vnd.github.patch; charset=utf-8",
         )
-    # A read never writes: the push job stores mergeability; a stale answer is computed here
-    # for this response only, so a GET never contends with the job for the row.
-    with session.no_autoflush:
-        service.refresh_mergeability(session, settings, pull, flush=False)
-        data = pull_json(session, settings, actor, repository, pull)
-    session.rollback()
-    return data
+    # A read never writes the pull request: the push job stores mergeability; a stale answer is
+    # computed here into the response only, so a GET never contends with the job for the row
+    # (and the request's other writes, a token's last use, are kept).
+    fresh = service.compute_mergeability(settings, pull)
+    return pull_json(session, settings, actor, repository, pull, mergeability=fresh)
 
 
 @router.patch(PULL)
 def update_pull(
-    owner: str,
-    repo: str,
     number: int,
     body: PullUpdate,
     request: Request,
@@ -422,8 +408,9 @@ def update_pull(
     settings: SettingsDep,
     actor: CurrentActor,
     user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull = _load(session, actor, owner, repo, number)
+    pull = service.get_pull(session, repository, number)
     service.update_pull(
         session,
         settings,
@@ -443,18 +430,17 @@ def update_pull(
 
 @router.get(f"{PULL}/commits", response_model=list[git_schemas.RepoCommit])
 def list_commits(
-    owner: str,
-    repo: str,
     number: int,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> list[git_schemas.RepoCommit]:
-    repository, pull = _load(session, actor, owner, repo, number)
+    pull = service.get_pull(session, repository, number)
     git = service.git_of(settings, repository)
     commits = service.pull_commits(git, pull)
     chosen = Page.of(page, per_page)
@@ -468,18 +454,17 @@ def list_commits(
 
 @router.get(f"{PULL}/files", response_model=list[git_schemas.DiffEntry])
 def list_files(
-    owner: str,
-    repo: str,
     number: int,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     page: PageNumber = None,
     per_page: PerPage = None,
 ) -> list[git_schemas.DiffEntry]:
-    repository, pull = _load(session, actor, owner, repo, number)
+    pull = service.get_pull(session, repository, number)
     git = service.git_of(settings, repository)
     chosen = Page.of(page, per_page)
     files, total = service.pull_files(git, pull, chosen)
@@ -490,13 +475,12 @@ def list_files(
 
 @router.get(f"{PULL}/merge", status_code=204)
 def is_merged(
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> Response:
-    _, pull = _load(session, actor, owner, repo, number)
+    pull = service.get_pull(session, repository, number)
     if not pull.merged:
         raise NotFound()
     return Response(status_code=204)
@@ -504,17 +488,16 @@ def is_merged(
 
 @router.put(f"{PULL}/merge")
 def merge_pull(
-    owner: str,
-    repo: str,
     number: int,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     user: CurrentUser,
+    repository: RepoRead,
     body: MergeRequest | None = None,
 ) -> JSONResponse:
-    repository, pull = _load(session, actor, owner, repo, number)
+    pull = service.get_pull(session, repository, number)
     body = body or MergeRequest()
     result = service.merge_pull(
         session,

@@ -567,6 +567,11 @@ def pending_code_owners(
 # Merging ---------------------------------------------------------------------------------------
 
 
+class OutOfDate(Forbidden):
+    """The merge is refused only because the head lacks the base branch's tip (strict status
+    checks): GitHub's `mergeable_state: behind`."""
+
+
 def _git_for(repository: Repository, settings: Settings | None) -> pygit2.Repository:
     from opencodehub.config import get_settings
     from opencodehub.repos import store
@@ -644,4 +649,4 @@ def check_merge(
             and base_tip is not None
             and not _is_fast_forward(repo_git, base_tip, head_sha)
         ):
-            raise Forbidden("Head branch is out of date with the base branch.")
+            raise OutOfDate("Head branch is out of date with the base branch.")

@@ -25,11 +25,10 @@ from opencodehub.core.pagination import Page, link_header
 from opencodehub.core.time import isoformat
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep, SettingsDep
 from opencodehub.pulls import reviews
-from opencodehub.pulls.models import PullRequest
-from opencodehub.pulls.review_models import PullReview, ReviewComment
-from opencodehub.repos import service as repos
+from opencodehub.pulls.models import PullRequest, PullReview, ReviewComment
 from opencodehub.repos.api import redirect_moved_repository
 from opencodehub.repos.authz import repository_permission
+from opencodehub.repos.deps import RepoRead
 from opencodehub.repos.models import Repository
 from opencodehub.repos.schemas import urls_for
 
@@ -218,13 +217,6 @@ def _paginate(request: Request, response: Response, page: Page, has_next: bool) 
         response.headers["Link"] = header
 
 
-def _load(
-    session: Session, actor: Actor, owner: str, repo: str, number: int
-) -> tuple[Repository, PullRequest]:
-    repository = repos.get_for(session, actor, owner, repo, Permission.READ)
-    return repository, reviews.get_pull_request(session, repository, number)
-
-
 def _pull_of(session: Session, comment: ReviewComment) -> PullRequest:
     pull_request = session.get(PullRequest, comment.pull_request_id)
     assert pull_request is not None
@@ -236,18 +228,17 @@ def _pull_of(session: Session, comment: ReviewComment) -> PullRequest:
 
 @router.get(f"{PULL}/reviews")
 def list_reviews(
-    owner: str,
-    repo: str,
     number: Number,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     per_page: PerPage = None,
     page: PageNumber = None,
 ) -> list[dict[str, Any]]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     paging = Page.of(page, per_page)
     rows = reviews.list_reviews(session, actor, pull_request)
     chunk = rows[paging.offset : paging.offset + paging.limit]
@@ -257,8 +248,6 @@ def list_reviews(
 
 @router.post(f"{PULL}/reviews")
 def create_review(
-    owner: str,
-    repo: str,
     number: Number,
     body: ReviewCreate,
     request: Request,
@@ -266,8 +255,9 @@ def create_review(
     settings: SettingsDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     review = reviews.create_review(
         session,
         settings,
@@ -295,23 +285,20 @@ def create_review(
 
 @router.get(f"{PULL}/reviews/{{review_id}}")
 def get_review(
-    owner: str,
-    repo: str,
     number: Number,
     review_id: RecordId,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     review = reviews.get_review(session, actor, pull_request, review_id)
     return review_json(session, settings, repository, pull_request, review)
 
 
 @router.put(f"{PULL}/reviews/{{review_id}}")
 def update_review(
-    owner: str,
-    repo: str,
     number: Number,
     review_id: RecordId,
     body: ReviewUpdate,
@@ -319,8 +306,9 @@ def update_review(
     settings: SettingsDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     review = reviews.get_review(session, actor, pull_request, review_id)
     reviews.update_review(session, actor, review, body=body.body)
     return review_json(session, settings, repository, pull_request, review)
@@ -328,16 +316,15 @@ def update_review(
 
 @router.delete(f"{PULL}/reviews/{{review_id}}")
 def delete_pending_review(
-    owner: str,
-    repo: str,
     number: Number,
     review_id: RecordId,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     review = reviews.get_review(session, actor, pull_request, review_id)
     shown = review_json(session, settings, repository, pull_request, review)
     reviews.delete_pending_review(session, actor, review)
@@ -346,8 +333,6 @@ def delete_pending_review(
 
 @router.post(f"{PULL}/reviews/{{review_id}}/events")
 def submit_review(
-    owner: str,
-    repo: str,
     number: Number,
     review_id: RecordId,
     body: ReviewEvent,
@@ -355,8 +340,9 @@ def submit_review(
     settings: SettingsDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     review = reviews.get_review(session, actor, pull_request, review_id)
     reviews.submit_review(session, actor, pull_request, review, event=body.event, body=body.body)
     return review_json(session, settings, repository, pull_request, review)
@@ -364,8 +350,6 @@ def submit_review(
 
 @router.put(f"{PULL}/reviews/{{review_id}}/dismissals")
 def dismiss_review(
-    owner: str,
-    repo: str,
     number: Number,
     review_id: RecordId,
     body: ReviewDismissal,
@@ -373,8 +357,9 @@ def dismiss_review(
     settings: SettingsDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     review = reviews.get_review(session, actor, pull_request, review_id)
     reviews.dismiss_review(session, actor, pull_request, review, message=body.message)
     return review_json(session, settings, repository, pull_request, review)
@@ -382,8 +367,6 @@ def dismiss_review(
 
 @router.get(f"{PULL}/reviews/{{review_id}}/comments")
 def list_review_comments(
-    owner: str,
-    repo: str,
     number: Number,
     review_id: RecordId,
     request: Request,
@@ -391,10 +374,11 @@ def list_review_comments(
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     per_page: PerPage = None,
     page: PageNumber = None,
 ) -> list[dict[str, Any]]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     review = reviews.get_review(session, actor, pull_request, review_id)
     paging = Page.of(page, per_page)
     rows = reviews.list_comments(
@@ -417,18 +401,16 @@ def list_review_comments(
 
 @router.get(f"{REPO}/pulls/comments")
 def list_repository_comments(
-    owner: str,
-    repo: str,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     direction: Annotated[str | None, Query(pattern="^(asc|desc)$")] = None,
     per_page: PerPage = None,
     page: PageNumber = None,
 ) -> list[dict[str, Any]]:
-    repository = repos.get_for(session, actor, owner, repo, Permission.READ)
     paging = Page.of(page, per_page)
     rows = reviews.list_comments(
         session,
@@ -447,30 +429,26 @@ def list_repository_comments(
 
 @router.get(f"{REPO}/pulls/comments/{{comment_id}}")
 def get_comment(
-    owner: str,
-    repo: str,
     comment_id: RecordId,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository = repos.get_for(session, actor, owner, repo, Permission.READ)
     comment = reviews.get_comment(session, actor, repository, comment_id)
     return comment_json(session, settings, repository, _pull_of(session, comment), comment)
 
 
 @router.patch(f"{REPO}/pulls/comments/{{comment_id}}")
 def update_comment(
-    owner: str,
-    repo: str,
     comment_id: RecordId,
     body: CommentUpdate,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository = repos.get_for(session, actor, owner, repo, Permission.READ)
     comment = reviews.get_comment(session, actor, repository, comment_id)
     reviews.edit_comment(session, actor, repository, comment, body=body.body)
     return comment_json(session, settings, repository, _pull_of(session, comment), comment)
@@ -478,14 +456,12 @@ def update_comment(
 
 @router.delete(f"{REPO}/pulls/comments/{{comment_id}}", status_code=204)
 def delete_comment(
-    owner: str,
-    repo: str,
     comment_id: RecordId,
     session: SessionDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> Response:
-    repository = repos.get_for(session, actor, owner, repo, Permission.READ)
     comment = reviews.get_comment(session, actor, repository, comment_id)
     reviews.delete_comment(session, actor, repository, comment)
     return Response(status_code=204)
@@ -493,19 +469,18 @@ def delete_comment(
 
 @router.get(f"{PULL}/comments")
 def list_pull_comments(
-    owner: str,
-    repo: str,
     number: Number,
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
     direction: Annotated[str | None, Query(pattern="^(asc|desc)$")] = None,
     per_page: PerPage = None,
     page: PageNumber = None,
 ) -> list[dict[str, Any]]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     paging = Page.of(page, per_page)
     rows = reviews.list_comments(
         session,
@@ -524,8 +499,6 @@ def list_pull_comments(
 
 @router.post(f"{PULL}/comments", status_code=201)
 def create_comment(
-    owner: str,
-    repo: str,
     number: Number,
     body: CommentCreate,
     response: Response,
@@ -533,8 +506,9 @@ def create_comment(
     settings: SettingsDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     comment = reviews.create_comment(
         session,
         settings,
@@ -557,8 +531,6 @@ def create_comment(
 
 @router.post(f"{PULL}/comments/{{comment_id}}/replies", status_code=201)
 def reply_to_comment(
-    owner: str,
-    repo: str,
     number: Number,
     comment_id: RecordId,
     body: CommentReply,
@@ -566,8 +538,9 @@ def reply_to_comment(
     settings: SettingsDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     comment = reviews.create_comment(
         session, settings, actor, pull_request, body=body.body, in_reply_to=comment_id
     )
@@ -611,29 +584,27 @@ def _pull_response(
 
 @router.get(f"{PULL}/requested_reviewers")
 def list_requested_reviewers(
-    owner: str,
-    repo: str,
     number: Number,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     return requested_json(settings, repository, reviews.requested_reviewers(session, pull_request))
 
 
 @router.post(f"{PULL}/requested_reviewers", status_code=201)
 def request_reviewers(
-    owner: str,
-    repo: str,
     number: Number,
     body: ReviewersIn,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     reviews.request_reviewers(
         session, actor, pull_request, reviewers=body.reviewers, team_reviewers=body.team_reviewers
     )
@@ -642,16 +613,15 @@ def request_reviewers(
 
 @router.delete(f"{PULL}/requested_reviewers")
 def remove_requested_reviewers(
-    owner: str,
-    repo: str,
     number: Number,
     body: ReviewersIn,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     _user: CurrentUser,
+    repository: RepoRead,
 ) -> dict[str, Any]:
-    repository, pull_request = _load(session, actor, owner, repo, number)
+    pull_request = reviews.get_pull_request(session, repository, number)
     reviews.remove_requested_reviewers(
         session, actor, pull_request, reviewers=body.reviewers, team_reviewers=body.team_reviewers
     )

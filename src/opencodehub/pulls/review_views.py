@@ -25,8 +25,7 @@ from opencodehub.accounts.models import Permission
 from opencodehub.core.errors import Forbidden, NotFound, OCHError, ValidationFailed
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.pulls import protection, reviews
-from opencodehub.pulls.models import PullRequest
-from opencodehub.pulls.review_models import ReviewComment
+from opencodehub.pulls.models import PullRequest, ReviewComment
 from opencodehub.repos import browse, service, statuses, store
 from opencodehub.repos.authz import can
 from opencodehub.repos.models import ProtectedBranch, Repository

@@ -33,8 +33,8 @@ from opencodehub.core.events import EventBus
 from opencodehub.core.logging import get_logger
 from opencodehub.core.time import utcnow
 from opencodehub.pulls import protection
-from opencodehub.pulls.models import PullRequest
-from opencodehub.pulls.review_models import (
+from opencodehub.pulls.models import (
+    PullRequest,
     PullReview,
     ReviewComment,
     ReviewRequest,
@@ -505,10 +505,13 @@ def create_review(
 def _after_submit(
     session: Session, pull_request: PullRequest, review: PullReview, user: User
 ) -> None:
-    """A submitted review answers the request made of its author."""
+    """A submitted review answers the request made of its author, and (as on GitHub) the
+    requests made of the teams they belong to: one member's review satisfies a team."""
+    teams = select(TeamMember.team_id).where(TeamMember.user_id == user.id)
     for request in session.scalars(
         select(ReviewRequest).where(
-            ReviewRequest.pull_request_id == pull_request.id, ReviewRequest.user_id == user.id
+            ReviewRequest.pull_request_id == pull_request.id,
+            or_(ReviewRequest.user_id == user.id, ReviewRequest.team_id.in_(teams)),
         )
     ):
         session.delete(request)

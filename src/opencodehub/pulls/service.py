@@ -15,9 +15,10 @@ back and answers 409, and a failure before the move leaves the base untouched.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pygit2
@@ -50,10 +51,10 @@ from opencodehub.pulls.models import (
     PullRequestPush,
     RepositoryMergeSettings,
 )
-from opencodehub.repos import browse, forks, store
+from opencodehub.repos import browse, forks, statuses, store
 from opencodehub.repos import service as repos
 from opencodehub.repos.authz import authorize, can
-from opencodehub.repos.models import Repository
+from opencodehub.repos.models import CommitState, Repository
 from opencodehub.repos.pushes import RefUpdate, record_push
 
 log = get_logger("opencodehub.pulls")
@@ -274,19 +275,52 @@ def _diff_stats(git: pygit2.Repository, old_sha: str, new_sha: str) -> tuple[int
     return stats.files_changed, stats.insertions, stats.deletions
 
 
+@dataclass(frozen=True)
+class DiffCounts:
+    """The merge base, commit count and diff stats of a head against one base tip."""
+
+    base_sha: str
+    merge_base_sha: str | None
+    commits: int
+    changed_files: int
+    additions: int
+    deletions: int
+
+    @classmethod
+    def stored(cls, pull: PullRequest) -> DiffCounts:
+        return cls(
+            pull.base_sha,
+            pull.merge_base_sha,
+            pull.commits_count,
+            pull.changed_files,
+            pull.additions,
+            pull.deletions,
+        )
+
+
+def _counts(git: pygit2.Repository, head_sha: str, base_sha: str) -> DiffCounts:
+    ancestor = merge.merge_base(git, base_sha, head_sha)
+    if ancestor is None:
+        return DiffCounts(base_sha, None, 0, 0, 0, 0)
+    walker = git.walk(pygit2.Oid(hex=head_sha))
+    walker.hide(pygit2.Oid(hex=base_sha))
+    commits = sum(1 for _ in walker)
+    changed, additions, deletions = _diff_stats(git, ancestor, head_sha)
+    return DiffCounts(base_sha, ancestor, commits, changed, additions, deletions)
+
+
+def _apply_counts(pull: PullRequest, counts: DiffCounts) -> None:
+    pull.base_sha = counts.base_sha
+    pull.merge_base_sha = counts.merge_base_sha
+    pull.commits_count = counts.commits
+    pull.changed_files = counts.changed_files
+    pull.additions = counts.additions
+    pull.deletions = counts.deletions
+
+
 def _refresh_counts(git: pygit2.Repository, pull: PullRequest, base_sha: str) -> None:
     """Merge base, commit count and diff stats for the current head and base."""
-    ancestor = merge.merge_base(git, base_sha, pull.head_sha)
-    pull.base_sha = base_sha
-    pull.merge_base_sha = ancestor
-    if ancestor is None:
-        pull.commits_count = 0
-        pull.changed_files = pull.additions = pull.deletions = 0
-        return
-    walker = git.walk(pygit2.Oid(hex=pull.head_sha))
-    walker.hide(pygit2.Oid(hex=base_sha))
-    pull.commits_count = sum(1 for _ in walker)
-    pull.changed_files, pull.additions, pull.deletions = _diff_stats(git, ancestor, pull.head_sha)
+    _apply_counts(pull, _counts(git, pull.head_sha, base_sha))
 
 
 def _set_head_ref(git: pygit2.Repository, pull: PullRequest) -> None:
@@ -530,62 +564,122 @@ def synchronize(
     return True
 
 
+@dataclass(frozen=True)
+class Mergeability:
+    """Whether a pull request merges into its base as it is now, computed without touching the
+    row: `refresh_mergeability` stores it, a read (`GET /pulls/{n}`) only answers it."""
+
+    mergeable: bool | None
+    state: str
+    conflicting_files: list[str]
+    key: str | None
+    counts: DiffCounts | None  # None: the stored counts are for the current base
+
+    @classmethod
+    def stored(cls, pull: PullRequest) -> Mergeability:
+        return cls(
+            pull.mergeable,
+            pull.mergeable_state,
+            list(pull.conflicting_files or []),
+            pull.mergeability_key,
+            None,
+        )
+
+
+def compute_mergeability(
+    settings: Settings, pull: PullRequest, *, force: bool = False
+) -> Mergeability:
+    """Whether the pull request merges cleanly into its base as it is now (in memory, no work
+    tree), and its conflicting files; the stored answer when it is for these commits (or the
+    pull request is closed). Reads git only: `pull` is left as it was."""
+    stored = Mergeability.stored(pull)
+    if pull.merged or not pull.is_open:
+        return stored
+    git = git_of(settings, pull.repository_id)
+    base_sha = _branch_sha(git, pull.base_ref)
+    if base_sha is None:
+        return Mergeability(False, MergeableState.DIRTY.value, stored.conflicting_files, None, None)
+    key = f"{base_sha}:{pull.head_sha}"
+    if pull.mergeability_key == key and not force:
+        return stored
+    counts = _counts(git, pull.head_sha, base_sha) if base_sha != pull.base_sha else None
+    try:
+        check = merge.check_mergeable(git, base_sha, pull.head_sha)
+    except (KeyError, ValueError, pygit2.GitError):
+        check = merge.MergeCheck(False, [], None)
+    state = MergeableState.CLEAN if check.mergeable else MergeableState.DIRTY
+    return Mergeability(check.mergeable, state.value, list(check.conflicts), key, counts)
+
+
 def refresh_mergeability(
     session: Session,
     settings: Settings,
     pull: PullRequest,
     *,
     force: bool = False,
-    flush: bool = True,
 ) -> PullRequest:
-    """Compute whether the pull request merges cleanly into its base as it is now (in memory,
-    no work tree), and its conflicting files; a no-op when already known for these commits.
-    `flush=False` leaves the answer unwritten (the caller rolls it back: reads never write)."""
-    if pull.merged or not pull.is_open:
+    """Store `compute_mergeability`'s answer on the pull request (a no-op when already known
+    for these commits)."""
+    fresh = compute_mergeability(settings, pull, force=force)
+    if fresh == Mergeability.stored(pull):
         return pull
-    git = git_of(settings, pull.repository_id)
-    base_sha = _branch_sha(git, pull.base_ref)
-    if base_sha is None:
-        pull.mergeable = False
-        pull.mergeable_state = MergeableState.DIRTY.value
-        pull.mergeability_key = None
-        return pull
-    key = f"{base_sha}:{pull.head_sha}"
-    if pull.mergeability_key == key and not force:
-        return pull
-    if base_sha != pull.base_sha:
-        _refresh_counts(git, pull, base_sha)
-    try:
-        check = merge.check_mergeable(git, base_sha, pull.head_sha)
-    except (KeyError, ValueError, pygit2.GitError):
-        check = merge.MergeCheck(False, [], None)
-    pull.mergeable = check.mergeable
-    pull.conflicting_files = check.conflicts
-    pull.mergeable_state = (
-        MergeableState.DIRTY.value if not check.mergeable else MergeableState.CLEAN.value
-    )
-    pull.mergeability_key = key
-    if flush:
-        session.flush()
+    if fresh.counts is not None:
+        _apply_counts(pull, fresh.counts)
+    pull.mergeable = fresh.mergeable
+    pull.mergeable_state = fresh.state
+    pull.mergeability_key = fresh.key
+    if fresh.key is not None:
+        pull.conflicting_files = fresh.conflicting_files
+    session.flush()
     return pull
 
 
-def mergeable_state(session: Session, settings: Settings, pull: PullRequest) -> str:
-    """GitHub's `mergeable_state` as of now: unknown, dirty, draft, blocked or clean."""
+def mergeable_state(
+    session: Session,
+    settings: Settings,
+    pull: PullRequest,
+    mergeability: Mergeability | None = None,
+) -> str:
+    """GitHub's `mergeable_state` as of now: unknown, dirty, draft, blocked (branch protection
+    refuses the merge), behind (only the strict "up to date" rule refuses it), unstable (nothing
+    refuses it but a status that is not required is failing or pending) or clean.
+    `mergeability` is a fresh answer not stored on `pull` (see `compute_mergeability`)."""
+    known = mergeability or Mergeability.stored(pull)
     if pull.merged or not pull.is_open:
-        return MergeableState.UNKNOWN.value if pull.mergeable is None else pull.mergeable_state
-    if pull.mergeable is None:
+        return MergeableState.UNKNOWN.value if known.mergeable is None else known.state
+    if known.mergeable is None:
         return MergeableState.UNKNOWN.value
-    if not pull.mergeable:
+    if not known.mergeable:
         return MergeableState.DIRTY.value
     if pull.draft:
         return MergeableState.DRAFT.value
+    from opencodehub.pulls import protection
+
     author = pull.issue.author
     try:
         _check_protection(session, settings, pull, Actor(user=author, method="system"))
+    except protection.OutOfDate:
+        return MergeableState.BEHIND.value
     except Forbidden:
         return MergeableState.BLOCKED.value
+    if _optional_checks_not_green(session, pull):
+        return MergeableState.UNSTABLE.value
     return MergeableState.CLEAN.value
+
+
+def _optional_checks_not_green(session: Session, pull: PullRequest) -> bool:
+    """A status on the head that is failing or pending and that no protection rule requires
+    (a required one that is not green blocks the merge instead)."""
+    from opencodehub.pulls import protection
+
+    repository = session.get(Repository, pull.repository_id)
+    assert repository is not None
+    rule = protection.rule_for(session, repository, pull.base_ref)
+    required = set(rule.context_list) if rule is not None and rule.require_status_checks else set()
+    return any(
+        status.state != CommitState.SUCCESS and status.context not in required
+        for status in statuses.latest_by_context(session, repository, pull.head_sha)
+    )
 
 
 def _check_protection(
@@ -1300,35 +1394,73 @@ def pull_files(
     return files, total
 
 
-def diff_text(git: pygit2.Repository, pull: PullRequest) -> str:
-    """The whole pull request as one unified diff (`application/vnd.github.diff`)."""
-    return _pr_diff(git, pull).patch or ""
+DIFF_CHUNK_BYTES = 64 * 1024
 
 
-def patch_text(git: pygit2.Repository, pull: PullRequest) -> str:
-    """Every commit as `git format-patch` writes it (`application/vnd.github.patch`)."""
+def _git_output(settings: Settings, repository_id: int, args: list[str]) -> Iterator[bytes]:
+    """The standard output of `git <args>` in the repository, in chunks, as git writes it:
+    memory stays bounded by the chunk however large the output. The process starts at the
+    first chunk asked for (in Starlette's thread pool for a streamed response, off the event
+    loop) and is killed when the reader stops early (a client that went away)."""
+    repo_path = store.repository_path(settings, repository_id)
+    process = subprocess.Popen(
+        [settings.git_binary, "--git-dir", str(repo_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=store.git_environment(settings, repo_path),
+    )
+    assert process.stdout is not None
+    try:
+        while chunk := process.stdout.read(DIFF_CHUNK_BYTES):
+            yield chunk
+    finally:
+        process.stdout.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def _checked_range(git: pygit2.Repository, pull: PullRequest) -> tuple[str, str]:
+    """The diff range, both ends checked to be commits here before a response starts (a
+    streamed body cannot turn into an error once sent)."""
     base, head = _range(pull)
-    commits = merge.commits_between(git, base, head)
-    parts: list[str] = []
-    for index, commit in enumerate(commits, start=1):
-        parent_tree = commit.parents[0].tree if commit.parents else None
-        diff = (
-            git.diff(parent_tree, commit.tree)
-            if parent_tree is not None
-            else commit.tree.diff_to_tree(swap=True)
-        )
-        author = commit.author
-        when = datetime.fromtimestamp(author.time, timezone(timedelta(minutes=author.offset)))
-        subject, _, rest = commit.message.partition("\n")
-        numbering = f"[PATCH {index}/{len(commits)}]" if len(commits) > 1 else "[PATCH]"
-        parts.append(
-            f"From {commit.id} Mon Sep 17 00:00:00 2001\n"
-            f"From: {author.name} <{author.email}>\n"
-            f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S %z')}\n"
-            f"Subject: {numbering} {subject}\n\n"
-            f"{rest.strip()}\n---\n{diff.patch or ''}\n"
-        )
-    return "".join(parts)
+    for sha in (base, head):
+        if not isinstance(git.get(sha), pygit2.Commit):
+            raise NotFound()
+    return base, head
+
+
+# git's own output, never its user or repository configuration: no external diff, no textconv
+# filter, no colour, renames found as GitHub shows them.
+_DIFF_OPTIONS = ["--no-color", "--no-ext-diff", "--no-textconv", "-M"]
+
+
+def stream_diff(settings: Settings, git: pygit2.Repository, pull: PullRequest) -> Iterator[bytes]:
+    """The whole pull request as one unified diff (`application/vnd.github.diff`), streamed
+    from `git diff merge-base head`."""
+    base, head = _checked_range(git, pull)
+    return _git_output(
+        settings, pull.repository_id, ["diff", *_DIFF_OPTIONS, "--end-of-options", base, head]
+    )
+
+
+def stream_patch(settings: Settings, git: pygit2.Repository, pull: PullRequest) -> Iterator[bytes]:
+    """Every commit as a `git format-patch` mail (`application/vnd.github.patch`), streamed;
+    merge commits are left out, as format-patch leaves them out."""
+    base, head = _checked_range(git, pull)
+    return _git_output(
+        settings,
+        pull.repository_id,
+        [
+            "format-patch",
+            "--stdout",
+            "--no-signature",
+            *_DIFF_OPTIONS,
+            "--end-of-options",
+            f"{base}..{head}",
+        ],
+    )
 
 
 # Viewed files ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import Actor
@@ -180,6 +180,41 @@ def create(
         response.status_code = 422
         return response
     return flash.redirect(request, f"{view.base}/pull/{pull.number}")
+
+
+# Before the conversation route, whose `{number}` would otherwise take "1.diff".
+@router.get(REPO + "/pull/{number:int}.diff")
+def raw_diff(
+    owner: str,
+    repo: str,
+    number: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    actor: CurrentActor,
+) -> Response:
+    """The pull request's `diff_url`: the unified diff as plain text, streamed from git."""
+    view = _load(session, settings, actor, owner, repo)
+    pull = service.get_pull(session, view.repository, number)
+    return StreamingResponse(
+        service.stream_diff(settings, view.git, pull), media_type="text/plain; charset=utf-8"
+    )
+
+
+@router.get(REPO + "/pull/{number:int}.patch")
+def raw_patch(
+    owner: str,
+    repo: str,
+    number: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    actor: CurrentActor,
+) -> Response:
+    """The pull request's `patch_url`: its commits as `git format-patch` mails, streamed."""
+    view = _load(session, settings, actor, owner, repo)
+    pull = service.get_pull(session, view.repository, number)
+    return StreamingResponse(
+        service.stream_patch(settings, view.git, pull), media_type="text/plain; charset=utf-8"
+    )
 
 
 @router.get(PULL)
