@@ -111,13 +111,23 @@ def actor_from_authorization(session: Session, header: str) -> Actor:
     return actor
 
 
-def _resolve_actor(request: Request, session: Session) -> Actor:
+def actor_for_request(request: Request, session: Session) -> Actor:
+    """The caller, for code that runs on a worker thread with its own session (a streaming
+    response's setup, say); routes depend on `CurrentActor` instead."""
+    cached = getattr(request.state, "actor", None)
+    if cached is not None:
+        return cached
     header = request.headers.get("authorization")
     if header:
-        return actor_from_authorization(session, header)
-    web_session = accounts.get_web_session(session, request.cookies.get(accounts.SESSION_COOKIE))
-    request.state.web_session = web_session
-    return Actor(user=web_session.user, method="session") if web_session else Actor.anonymous()
+        actor = actor_from_authorization(session, header)
+    else:
+        web_session = accounts.get_web_session(
+            session, request.cookies.get(accounts.SESSION_COOKIE)
+        )
+        request.state.web_session = web_session
+        actor = Actor(user=web_session.user, method="session") if web_session else Actor.anonymous()
+    request.state.actor = actor
+    return actor
 
 
 async def get_actor(request: Request, session: SessionDep) -> Actor:
@@ -125,12 +135,10 @@ async def get_actor(request: Request, session: SessionDep) -> Actor:
     if cached is not None:
         return cached
     if "authorization" in request.headers or accounts.SESSION_COOKIE in request.cookies:
-        actor = await run_in_threadpool(_resolve_actor, request, session)
-    else:
-        request.state.web_session = None
-        actor = Actor.anonymous()
-    request.state.actor = actor
-    return actor
+        return await run_in_threadpool(actor_for_request, request, session)
+    request.state.web_session = None
+    request.state.actor = Actor.anonymous()
+    return request.state.actor
 
 
 CurrentActor = Annotated[Actor, Depends(get_actor)]

@@ -362,12 +362,16 @@ def start_web_session(
     return record, cookie_value
 
 
+# Built once: every signed-in page view runs it.
+_WEB_SESSION_BY_HASH = select(WebSession).where(
+    WebSession.session_hash == bindparam("session_hash")
+)
+
+
 def get_web_session(session: Session, cookie_value: str | None) -> WebSession | None:
     if not cookie_value or len(cookie_value) > 128:
         return None
-    record = session.scalar(
-        select(WebSession).where(WebSession.session_hash == sha256_hex(cookie_value))
-    )
+    record = session.scalar(_WEB_SESSION_BY_HASH, {"session_hash": sha256_hex(cookie_value)})
     now = utcnow()
     if record is None or record.expires_at <= now or not record.user.is_active:
         return None

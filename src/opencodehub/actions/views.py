@@ -21,7 +21,7 @@ from opencodehub.actions.models import (
     WorkflowRun,
 )
 from opencodehub.core.errors import Conflict, NotFound, ValidationFailed
-from opencodehub.deps import CurrentActor, SessionDep, SettingsDep, get_actor
+from opencodehub.deps import CurrentActor, SessionDep, SettingsDep, actor_for_request
 from opencodehub.repos import service as repos
 from opencodehub.repos.views import _load, _page, ago
 from opencodehub.web.auth import WebUser
@@ -255,7 +255,7 @@ def job_page(
 
 def _job_for_stream(request: Request, owner: str, repo: str, job_id: int) -> int:
     with request.app.state.db.session() as session:
-        actor = get_actor(request, session)
+        actor = actor_for_request(request, session)
         repository = repos.get_for(session, actor, owner, repo, Permission.READ)
         return service.get_job(session, repository, job_id).id
 

@@ -15,14 +15,16 @@ import binascii
 import json
 import re
 import secrets
+import threading
 import time
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from cryptography.exceptions import InvalidSignature
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import KNOWN_SCOPES, SCOPE_IMPLIES, Actor, expand_scopes
@@ -175,6 +177,48 @@ def _int_claim(claims: dict[str, Any], name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+class _VerifiedSignatures:
+    """JWTs whose signature this process checked in the last `ttl` seconds.
+
+    A program sends the same JWT with every request until it expires, and the Ed25519 check is
+    most of a JWT's cost. The key is the whole token, signature included, so only a
+    byte-identical token skips the check; its claims (expiry above all) are still checked on
+    every use, and its key must still be one the key ring verifies with. An entry lives at most
+    `ttl` seconds, so a key removed from the ring by another process stops being honoured here
+    within that time, as a password remembered by git's credential cache does.
+    """
+
+    def __init__(self, ttl: float = 60.0, size: int = 4096) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._entries: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, token: str) -> bool:
+        with self._lock:
+            checked_at = self._entries.get(token)
+            if checked_at is None:
+                return False
+            if time.monotonic() - checked_at > self._ttl:
+                del self._entries[token]
+                return False
+            return True
+
+    def remember(self, token: str) -> None:
+        with self._lock:
+            self._entries[token] = time.monotonic()
+            self._entries.move_to_end(token)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+verified_signatures = _VerifiedSignatures()
+
+
 def verify(settings: Settings, secret: str) -> dict[str, Any] | None:
     """The claims of a JWT this instance signed and that is valid now; None otherwise.
 
@@ -208,10 +252,12 @@ def verify(settings: Settings, secret: str) -> dict[str, Any] | None:
     signature = _segment(signature_b64)
     if public_key is None or signature is None:
         return None
-    try:
-        public_key.verify(signature, f"{header_b64}.{payload_b64}".encode("ascii"))
-    except InvalidSignature:
-        return None
+    if not verified_signatures.seen(secret):
+        try:
+            public_key.verify(signature, f"{header_b64}.{payload_b64}".encode("ascii"))
+        except InvalidSignature:
+            return None
+        verified_signatures.remember(secret)
     payload_raw = _segment(payload_b64)
     claims = _json_object(payload_raw) if payload_raw is not None else None
     if claims is None or any(claims.get(name) is None for name in _REQUIRED_CLAIMS):
@@ -258,6 +304,11 @@ def _settings_for(session: Session) -> Settings:
     return settings if settings is not None else get_settings()
 
 
+# Built once: one of them runs on every request that carries a JWT.
+_TOKEN_BY_ID = select(AccessToken).where(AccessToken.id == bindparam("token_id"))
+_WEB_SESSION_BY_ID = select(WebSession).where(WebSession.id == bindparam("session_id"))
+
+
 def actor_for_jwt(session: Session, secret: str, settings: Settings | None = None) -> Actor | None:
     """The actor a JWT stands for, or None (quickly, for anything that is not a JWT)."""
     if not looks_like_jwt(secret):
@@ -274,7 +325,7 @@ def actor_for_jwt(session: Session, secret: str, settings: Settings | None = Non
     session_id = claims.get("sid")
     now = utcnow()
     if isinstance(token_id, int) and session_id is None:
-        token = session.scalar(select(AccessToken).where(AccessToken.id == token_id))
+        token = session.scalar(_TOKEN_BY_ID, {"token_id": token_id})
         if (
             token is None
             or token.user_id != user_id
@@ -288,7 +339,7 @@ def actor_for_jwt(session: Session, secret: str, settings: Settings | None = Non
             return None
         user = token.user
     elif isinstance(session_id, int) and token_id is None:
-        web_session = session.scalar(select(WebSession).where(WebSession.id == session_id))
+        web_session = session.scalar(_WEB_SESSION_BY_ID, {"session_id": session_id})
         if (
             web_session is None
             or web_session.user_id != user_id
