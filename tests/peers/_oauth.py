@@ -8,6 +8,7 @@ import base64
 import hashlib
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +20,9 @@ class Grant:
     redirect_uri: str
     code_challenge: str
     used: bool = False
+    scope: str = ""
+    nonce: str = ""
+    auth_time: int = 0
 
 
 @dataclass
@@ -28,8 +32,15 @@ class OAuthState:
     users: dict[str, dict[str, Any]]
     # The account "signed in at the provider" in the browser: authorization answers for it.
     current_login: str = ""
+    # When that account signed in at the provider (epoch seconds; 0: at its first request).
+    signed_in_at: float = 0.0
+    # Whether `prompt=login` / `max_age=0` make the account sign in again (a provider may
+    # ignore them), and how many times they did.
+    honour_prompt: bool = True
+    forced_logins: int = 0
     grants: dict[str, Grant] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    token_grants: dict[str, Grant] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def authorize(self, params: dict[str, str]) -> tuple[int, str]:
@@ -49,7 +60,23 @@ class OAuthState:
             return 302, f"{redirect_uri}{separator}{urlencode(query)}"
         code = secrets.token_hex(10)
         with self.lock:
-            self.grants[code] = Grant(self.current_login, redirect_uri, challenge)
+            now = time.time()
+            if not self.signed_in_at:
+                self.signed_in_at = now
+            if self.honour_prompt and (
+                params.get("prompt") == "login" or params.get("max_age") == "0"
+            ):
+                # The login form, filled in: a fresh sign-in at the provider.
+                self.forced_logins += 1
+                self.signed_in_at = now
+            self.grants[code] = Grant(
+                self.current_login,
+                redirect_uri,
+                challenge,
+                scope=params.get("scope", ""),
+                nonce=params.get("nonce", ""),
+                auth_time=int(self.signed_in_at),
+            )
         return 302, f"{redirect_uri}{separator}{urlencode({'code': code, 'state': state})}"
 
     def exchange(self, form: dict[str, str]) -> tuple[str, str]:
@@ -72,6 +99,7 @@ class OAuthState:
         token = secrets.token_hex(20)
         with self.lock:
             self.tokens[token] = grant.login
+            self.token_grants[token] = grant
         return token, ""
 
     def user_for(self, authorization: str) -> dict[str, Any] | None:

@@ -8,12 +8,19 @@ No real GitLab can run here, so this small server speaks the documented wire pro
 - `POST /oauth/token` — `grant_type=authorization_code`; errors are 400 with `error`
   (`invalid_grant` for a used or unknown code), 401 `invalid_client` for bad credentials.
 - `GET /api/v4/user` (with `confirmed_at`) and `GET /api/v4/groups`.
+- OpenID Connect ("OpenID Connect provider"): with the `openid` scope the token answer carries
+  an RS256 ID token (`iss` the instance address, `sub` the user id, `nonce`, `auth_time`), its
+  key published at `GET /oauth/discovery/keys`; `prompt=login` / `max_age=0` sign the account
+  in again (`OAuthState.honour_prompt`).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -42,6 +49,29 @@ def gitlab_user(
 
 
 def build_app(state: OAuthState) -> Starlette:
+    signing_key = RSAKey.generate_key(2048, parameters={"kid": "gitlab-test", "use": "sig"})
+
+    def keys(request: Request) -> Response:
+        return JSONResponse(KeySet([signing_key]).as_dict(private=False))
+
+    def _id_token(request: Request, access_token: str) -> str | None:
+        grant = state.token_grants.get(access_token)
+        if grant is None or "openid" not in grant.scope.split():
+            return None
+        now = int(time.time())
+        claims = {
+            "iss": str(request.base_url).rstrip("/"),
+            "sub": str(state.users[grant.login]["id"]),
+            "aud": state.client_id,
+            "exp": now + 120,
+            "iat": now,
+            "auth_time": grant.auth_time,
+            "sub_legacy": "0" * 64,
+        }
+        if grant.nonce:
+            claims["nonce"] = grant.nonce
+        return jwt.encode({"alg": "RS256", "kid": "gitlab-test"}, claims, signing_key)
+
     def authorize(request: Request) -> Response:
         params = dict(request.query_params)
         if params.get("response_type") != "code":
@@ -71,15 +101,17 @@ def build_app(state: OAuthState) -> Starlette:
                 },
                 status_code=400,
             )
-        return JSONResponse(
-            {
-                "access_token": access_token,
-                "token_type": "Bearer",
-                "expires_in": 7200,
-                "scope": "read_user",
-                "created_at": 1700000000,
-            }
-        )
+        answer: dict[str, Any] = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": 7200,
+            "scope": "read_user",
+            "created_at": 1700000000,
+        }
+        id_token = _id_token(request, access_token)
+        if id_token is not None:
+            answer["id_token"] = id_token
+        return JSONResponse(answer)
 
     def _authenticated(request: Request) -> dict[str, Any] | None:
         return state.user_for(request.headers.get("authorization", ""))
@@ -119,6 +151,7 @@ def build_app(state: OAuthState) -> Starlette:
         routes=[
             Route("/oauth/authorize", authorize),
             Route("/oauth/token", token, methods=["POST"]),
+            Route("/oauth/discovery/keys", keys),
             Route("/api/v4/user", user),
             Route("/api/v4/groups", groups),
         ]

@@ -73,6 +73,7 @@ def sign_in_response(
     *,
     method: str = "password",
     link: int = 0,
+    sudo: bool = True,
 ) -> RedirectResponse:
     """Finish the first step of a sign-in (password, external provider) and redirect.
 
@@ -82,12 +83,16 @@ def sign_in_response(
     other account gets a fresh browser session now. `method` names the first step in the
     security log ("password", "github", "oidc:corp", …). `link` names an external identity
     waiting to be linked after that second step (the caller links it itself when there is none).
+    `sudo=False`: a first step that proves no fresh sign-in (an external provider may reuse
+    its own session) starts no sudo mode unless a second factor follows.
     """
     user = session.get(User, user_id)
     assert user is not None
     purpose = second_step(session, settings, user)
     if purpose is None:
-        return start_signed_in_session(request, session, settings, user, target, method=method)
+        return start_signed_in_session(
+            request, session, settings, user, target, method=method, sudo=sudo
+        )
     pending = security.new_pending(settings.secret, user.id, method, target, purpose, link=link)
     location = "/login/two-factor" if purpose == "challenge" else "/login/two-factor/enrol"
     response = RedirectResponse(location, status_code=303)
@@ -125,6 +130,7 @@ def start_signed_in_session(
     *,
     method: str,
     second_factor: str | None = None,
+    sudo: bool = True,
 ) -> RedirectResponse:
     """Start a fresh browser session (ending the one the browser had), log it, and redirect."""
     accounts.end_web_session(session, request.cookies.get(accounts.SESSION_COOKIE))
@@ -136,7 +142,8 @@ def start_signed_in_session(
         user_agent=request.headers.get("user-agent", ""),
     )
     # Having just proved who they are, the user is in sudo mode for its first minutes.
-    security.grant_sudo(session, web_session)
+    if sudo:
+        security.grant_sudo(session, web_session)
     details: dict[str, Any] = {"method": method}
     if second_factor:
         details["two_factor"] = second_factor

@@ -6,14 +6,22 @@ from collections.abc import Callable
 from urllib.parse import unquote
 
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import select
 
 from opencodehub.accounts.models import User
-from opencodehub.accounts.security.models import AuditEvent
+from opencodehub.accounts.security.models import AuditEvent, SudoGrant
+from opencodehub.core.time import utcnow
 from opencodehub.db.engine import Database
 from tests.accounts.security.conftest import code, enrol_totp, expire_sudo, two_factor_post
 from tests.conftest import PASSWORD, auth_header
 from tests.web.forms import csrf_from, log_in, page_token, post_form
+
+
+def _sudo_grants(db: Database) -> list[SudoGrant]:
+    with db.session() as session:
+        return list(session.scalars(select(SudoGrant)))
+
 
 SSH_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@box"
@@ -259,3 +267,72 @@ def test_existing_admin_sessions_are_sent_to_enrol(
         refused = post_form(client, "/settings/security", "/settings/security/disable")
         assert refused.status_code == 422
         assert 'data-testid="totp-enabled"' in client.get("/settings/security").text
+
+
+OPEN_REDIRECTS = [
+    "//evil.com",
+    "/\\evil.com",
+    "https:evil.com",
+    "%2F%2Fevil.com",
+    "javascript:alert(1)",
+    "https://evil.com/",
+    "/\t/evil.com",
+]
+
+
+def test_sudo_next_never_leaves_the_site(signed_in: TestClient, db: Database) -> None:
+    client = signed_in
+    for target in OPEN_REDIRECTS:
+        expire_sudo(db)
+        page = client.get("/sudo", params={"next": target})
+        assert page.status_code == 200
+        assert 'name="next" value="/"' in page.text, target
+        granted = client.post(
+            "/sudo",
+            data={"csrf_token": csrf_from(page.text), "password": PASSWORD, "next": target},
+            follow_redirects=False,
+        )
+        assert granted.status_code == 303
+        assert granted.headers["location"] == "/", target
+    # Percent-encoded in the address itself: decoded once, to `//evil.com`, and dropped.
+    expire_sudo(db)
+    raw = client.get("/sudo?next=%2F%2Fevil.com")
+    assert 'name="next" value="/"' in raw.text
+    client.post("/sudo", data={"csrf_token": csrf_from(raw.text), "password": PASSWORD})
+    # Once in sudo mode, /sudo forwards at once: still only on this site.
+    for target in OPEN_REDIRECTS:
+        forwarded = client.get("/sudo", params={"next": target}, follow_redirects=False)
+        assert forwarded.status_code == 303 and forwarded.headers["location"] == "/", target
+
+
+def test_sudo_codes_are_single_use_and_brute_force_is_throttled(
+    signed_in: TestClient, clock: list[int], db: Database
+) -> None:
+    client = signed_in
+    secret, _ = enrol_totp(client, clock)
+    clock[0] += 1
+
+    def attempt(value: str) -> Response:
+        expire_sudo(db)
+        token = page_token(client, "/sudo?next=/settings/security")
+        return client.post(
+            "/sudo",
+            data={"csrf_token": token, "code": value, "next": "/settings/security"},
+            follow_redirects=False,
+        )
+
+    assert attempt(code(secret, clock[0])).status_code == 303
+    # The same code again (its step was used), and any code of an earlier step: refused.
+    assert attempt(code(secret, clock[0])).status_code == 422
+    assert attempt(code(secret, clock[0] - 1)).status_code == 422
+    right = code(secret, clock[0] + 1)
+    wrong = "000000" if right != "000000" else "111111"
+    for _ in range(3):
+        assert attempt(wrong).status_code == 422
+    # Five failures in the window: even the right code is refused until it ends.
+    locked = attempt(right)
+    assert locked.status_code == 429
+    assert int(locked.headers["retry-after"]) > 0
+    assert not any(grant.expires_at > utcnow() for grant in _sudo_grants(db)), (
+        "a throttled attempt entered sudo mode"
+    )

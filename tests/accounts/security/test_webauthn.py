@@ -3,6 +3,8 @@ the WebAuthn protocol through the server's endpoints."""
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -186,3 +188,19 @@ def test_remove_key_needs_sudo_and_sudo_by_security_key(
     client.cookies.clear()
     # No second factor left: a password alone signs in again.
     assert log_in(client, "alice").headers["location"] == "/"
+
+
+def test_the_webauthn_script_is_a_versioned_static_asset(
+    signed_in: TestClient, db: Database
+) -> None:
+    client = signed_in
+    page = client.get("/settings/security")
+    match = re.search(r'<script src="(/static/webauthn\.js\?v=[^"]+)" defer>', page.text)
+    assert match, "the security page does not load the script from /static/"
+    script = client.get(match.group(1))
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    assert "navigator.credentials" in script.text
+    expire_sudo(db)
+    assert match.group(1) in client.get("/sudo?next=/").text
+    assert client.get("/-/security/webauthn.js").status_code == 404

@@ -94,11 +94,16 @@ class OAuthPeer:
         with self.state.lock:
             self.state.users = users
             self.state.current_login = current_login
+            self.state.signed_in_at = 0.0
+            self.state.honour_prompt = True
+            self.state.forced_logins = 0
             self.state.grants.clear()
             self.state.tokens.clear()
+            self.state.token_grants.clear()
 
     def sign_in_as(self, login: str) -> None:
         self.state.current_login = login
+        self.state.signed_in_at = 0.0
 
 
 @pytest.fixture(scope="session")

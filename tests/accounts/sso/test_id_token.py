@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
@@ -16,8 +17,12 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from opencodehub.accounts.sso import service as sso
 from opencodehub.accounts.sso.models import AuthSource, AuthSourceKind
 from opencodehub.accounts.sso.providers import (
+    CLOCK_LEEWAY_SECONDS,
+    REAUTH_MAX_AGE_SECONDS,
     ProviderError,
     authorization_url,
+    check_fresh_sign_in,
+    proves_fresh_sign_in,
     scopes_of,
     verify_id_token,
 )
@@ -178,6 +183,88 @@ def test_authorization_urls_carry_pkce_and_the_right_scopes() -> None:
     assert scopes_of(_source(AuthSourceKind.OIDC, scopes="email")) == "openid email"
 
 
+def test_a_reauthentication_asks_oidc_providers_for_a_fresh_sign_in() -> None:
+    oidc = _source(AuthSourceKind.OIDC, base_url="")
+    oidc.discovery_url = "https://id.example.com/.well-known/openid-configuration"
+    github = _source(AuthSourceKind.GITHUB)
+    gitlab = _source(AuthSourceKind.GITLAB)
+    assert proves_fresh_sign_in(oidc)
+    assert not proves_fresh_sign_in(github) and not proves_fresh_sign_in(gitlab)
+    gitlab_openid = _source(AuthSourceKind.GITLAB, scopes="read_user openid")
+    assert proves_fresh_sign_in(gitlab_openid)
+    url = authorization_url(
+        gitlab_openid, "https://och/cb", "st", "v" * 64, "n", reauthenticate=True
+    )
+    assert "prompt=login" in url and "max_age=0" in url and "nonce=n" in url
+    for source in (github, gitlab):
+        url = authorization_url(source, "https://och/cb", "st", "v" * 64, "n", reauthenticate=True)
+        # Neither knows these parameters: nothing is sent that would pretend otherwise.
+        assert "prompt=" not in url and "max_age=" not in url
+
+
+def test_an_oidc_reauthentication_url_carries_prompt_login_and_max_age(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opencodehub.accounts.sso import providers
+
+    oidc = _source(AuthSourceKind.OIDC)
+    monkeypatch.setattr(
+        providers,
+        "endpoints_for",
+        lambda source: providers.Endpoints("https://id.example.com/auth", "https://id/token"),
+    )
+    plain = authorization_url(oidc, "https://och/cb", "st", "v" * 64, "n")
+    assert "prompt=" not in plain and "max_age=" not in plain
+    again = authorization_url(oidc, "https://och/cb", "st", "v" * 64, "n", reauthenticate=True)
+    assert "prompt=login" in again and "max_age=0" in again
+
+
+STARTED = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("auth_time", "now", "message"),
+    [
+        (None, STARTED + 5, "did not say when"),
+        ("1800000004", STARTED + 5, "did not say when"),
+        (True, STARTED + 5, "did not say when"),
+        (float("nan"), STARTED + 5, "did not say when"),
+        (float("inf"), STARTED + 5, "did not say when"),
+        ([STARTED], STARTED + 5, "did not say when"),
+        # An earlier sign-in reused by the provider.
+        (STARTED - CLOCK_LEEWAY_SECONDS - 1, STARTED + 5, "without signing in again"),
+        (STARTED - 86_400, STARTED + 5, "without signing in again"),
+        # Fresh when it happened, but the answer came back too late.
+        (STARTED + 1, STARTED + REAUTH_MAX_AGE_SECONDS + 2, "without signing in again"),
+        # A sign-in in the future is no sign-in.
+        (STARTED + 5 + CLOCK_LEEWAY_SECONDS + 1, STARTED + 5, "future"),
+    ],
+)
+def test_a_stale_absent_or_forged_auth_time_is_refused(
+    auth_time: object, now: float, message: str
+) -> None:
+    with pytest.raises(ProviderError, match=message):
+        check_fresh_sign_in(auth_time, started_at=STARTED, now=now)
+
+
+@pytest.mark.parametrize("auth_time", [STARTED + 3, int(STARTED) + 3, STARTED - 10, STARTED + 70])
+def test_a_fresh_auth_time_passes(auth_time: float) -> None:
+    # Within the clock skew either side of the request's start and of now.
+    check_fresh_sign_in(auth_time, started_at=STARTED, now=STARTED + 20)
+
+
+def test_auth_time_comes_from_the_signed_token_only(
+    signing_key: RSAKey, jwks: dict[str, Any]
+) -> None:
+    """A fresh `auth_time` spliced into a genuine token breaks its signature."""
+    token = _sign(signing_key, _claims(auth_time=int(time.time()) - 86_400))
+    header, _, signature = token.split(".")
+    forged = _b64(json.dumps(_claims(auth_time=int(time.time()))).encode())
+    with pytest.raises(ProviderError, match="ID token was refused"):
+        _verify(f"{header}.{forged}.{signature}", jwks)
+    assert _verify(token, jwks)["auth_time"] < time.time() - 3600
+
+
 @pytest.mark.parametrize(
     ("login", "email", "expected"),
     [
@@ -207,3 +294,33 @@ def test_mapping_and_domain_parsing() -> None:
     )
     with pytest.raises(sso.ValidationFailed):
         sso._clean_domains("not a domain!")
+
+
+def test_a_gitlab_id_token_is_required_and_must_name_the_api_user(
+    signing_key: RSAKey, jwks: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opencodehub.accounts.sso import providers
+
+    base = "https://gitlab.example.com"
+    source = _source(AuthSourceKind.GITLAB, scopes="read_user openid", base_url=base)
+    monkeypatch.setitem(
+        providers._jwks_cache, f"{base}/oauth/discovery/keys", (time.monotonic(), jwks)
+    )
+    user = {"id": 42, "username": "tanuki", "email": "t@example.com", "confirmed_at": "2024"}
+    client = httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(200, json=user)))
+
+    def answer(**claims: Any) -> dict[str, Any]:
+        signed = _sign(signing_key, _claims(**{"iss": base, "aud": "cid", "sub": "42", **claims}))
+        return {"access_token": "at", "id_token": signed}
+
+    signed_in_at = int(time.time()) - 5
+    profile = providers._gitlab_profile(client, source, answer(auth_time=signed_in_at), NONCE)
+    assert profile.subject == "42" and profile.auth_time == signed_in_at
+    with pytest.raises(ProviderError, match="different user"):
+        providers._gitlab_profile(client, source, answer(sub="43"), NONCE)
+    with pytest.raises(ProviderError, match="no ID token"):
+        providers._gitlab_profile(client, source, {"access_token": "at"}, NONCE)
+    with pytest.raises(ProviderError, match="nonce"):
+        providers._gitlab_profile(client, source, answer(), "another-nonce")
+    with pytest.raises(ProviderError, match="iss"):
+        providers._gitlab_profile(client, source, answer(iss="https://evil.example"), NONCE)

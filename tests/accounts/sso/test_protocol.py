@@ -173,7 +173,11 @@ def test_next_is_kept_on_site_and_open_redirects_are_dropped(
         ("https://evil.example/", "/"),
         ("//evil.example/", "/"),
         ("/\\evil.example", "/"),
+        ("https:evil.example", "/"),
+        ("%2F%2Fevil.example", "/"),
+        ("%2f%2fevil.example", "/"),
         ("javascript:alert(1)", "/"),
+        ("JavaScript:alert(1)", "/"),
         ("/\t/evil.example", "/"),
         ("/explore?q=1", "/explore?q=1"),
     ]:

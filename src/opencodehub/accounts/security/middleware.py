@@ -30,7 +30,6 @@ _ALLOWED_PREFIXES = (
     "/login",
     "/logout",
     "/static/",
-    "/-/security/",
     "/favicon",
 )
 MESSAGE = (

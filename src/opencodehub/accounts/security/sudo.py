@@ -2,9 +2,10 @@
 
 A browser session enters sudo mode for `SUDO_DURATION` after the user re-authenticates at
 `/sudo`: password; a code of their authenticator app or a security key; or signing in again
-with a provider linked to the account (the only way for an account without a password and
-without a second factor). Routes that change credentials depend on `RequireSudo`: outside
-sudo mode the browser is sent to `/sudo?next=…` and comes back to the page afterwards.
+with a linked provider that proves a fresh sign-in there (OpenID Connect, GitLab with
+`openid`), or, for an account without a password and without a second factor, with any linked
+provider. Routes that change credentials depend on `RequireSudo`: outside sudo mode the browser
+is sent to `/sudo?next=…` and comes back to the page afterwards.
 """
 
 from __future__ import annotations
@@ -65,15 +66,13 @@ RequireSudo = Annotated[User, Depends(require_sudo)]
 
 
 def _linked_sources(session: SessionDep, user: User) -> list[Any]:
-    """The enabled providers linked to the account: re-authenticating with one of them enters
-    sudo mode (`/sudo/sso/{slug}`), which is all an account without a password may have."""
+    """The linked providers whose re-authentication enters sudo mode (`/sudo/sso/{slug}`):
+    those that must show their login form again and prove it (OpenID Connect, GitLab with
+    `openid`) and, for an account with no password and no second factor, any other
+    (`sso.may_reauthenticate_with`)."""
     from opencodehub.accounts.sso import service as sso
 
-    return [
-        identity.source
-        for identity in sso.list_identities(session, user)
-        if identity.source.enabled
-    ]
+    return sso.sudo_sources(session, user)
 
 
 def _page(request: Request, user: User, session: SessionDep, **context: Any) -> Response:

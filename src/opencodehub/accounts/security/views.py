@@ -22,25 +22,13 @@ from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.web import flash
 from opencodehub.web.auth import WebUser
 from opencodehub.web.csrf import CsrfProtected
-from opencodehub.web.templating import TEMPLATES_DIR, field_errors, render
+from opencodehub.web.templating import field_errors, render
 from opencodehub.web.views import parse_page
 
 router = APIRouter(include_in_schema=False)
 
 FormStr = Annotated[str, Form()]
 LOG_PAGE_SIZE = 50
-# Served from our own origin (the CSP allows no inline script); kept with the templates so it
-# ships as package data.
-_SCRIPT = (TEMPLATES_DIR / "security" / "webauthn.js").read_text()
-
-
-@router.get("/-/security/webauthn.js")
-def webauthn_script() -> Response:
-    return Response(
-        _SCRIPT,
-        media_type="text/javascript",
-        headers={"Cache-Control": "public, max-age=300"},
-    )
 
 
 def _host(settings: Settings) -> str:

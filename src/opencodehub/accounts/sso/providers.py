@@ -5,11 +5,22 @@ get a `nonce`, and their ID token is verified against the provider's published k
 issuer, audience, expiry and nonce. Only asymmetric algorithms are accepted, so `alg: none` and
 an HMAC "signed" with the provider's public key are refused.
 
+A GitLab source whose scopes include `openid` is signed in to with GitLab's OpenID Connect
+side: GitLab then sends an ID token too (keys at `/oauth/discovery/keys`, issuer the instance
+address), verified the same way, whose `sub` must be the user id `/api/v4/user` names.
+
+A re-authentication (sudo mode) asks an OpenID Connect provider (or GitLab with `openid`) for
+a fresh sign-in (`prompt=login`, `max_age=0`) and then checks the ID token's `auth_time`
+itself (`check_fresh_sign_in`), since a provider is free to ignore both parameters. GitHub's
+OAuth, and GitLab's without `openid`, have no such parameter and no `auth_time`: they cannot
+prove a fresh sign-in (`proves_fresh_sign_in`).
+
 Nothing here touches the database; `service.py` decides what a profile may do.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +49,8 @@ ID_TOKEN_ALGORITHMS = (
     "EdDSA",
 )
 CLOCK_LEEWAY_SECONDS = 60
+# How long ago a re-authentication at the provider may have happened for sudo mode.
+REAUTH_MAX_AGE_SECONDS = 300
 DISCOVERY_TTL_SECONDS = 300
 MAX_RESPONSE_BYTES = 1024 * 1024
 
@@ -66,6 +79,8 @@ class Profile:
     email_verified: bool = False
     name: str = ""
     groups: list[str] = field(default_factory=list)
+    # The ID token's `auth_time` as sent (OpenID Connect only; None when absent).
+    auth_time: object = None
 
 
 @dataclass
@@ -192,8 +207,26 @@ def endpoints_for(source: AuthSource) -> Endpoints:
 # The flow --------------------------------------------------------------------------------------
 
 
+def _gitlab_openid(source: AuthSource) -> bool:
+    return source.kind == AuthSourceKind.GITLAB and "openid" in scopes_of(source).split()
+
+
+def proves_fresh_sign_in(source: AuthSource) -> bool:
+    """Whether a re-authentication through `source` can be made to, and shown to, include a
+    fresh sign-in at the provider (`prompt=login`, `max_age`, a signed `auth_time`): OpenID
+    Connect, and GitLab when its scopes include `openid`. GitHub's OAuth has no way to ask for
+    one and says nothing about when the person signed in; neither does GitLab's plain OAuth."""
+    return source.kind == AuthSourceKind.OIDC or _gitlab_openid(source)
+
+
 def authorization_url(
-    source: AuthSource, redirect_uri: str, state: str, code_verifier: str, nonce: str
+    source: AuthSource,
+    redirect_uri: str,
+    state: str,
+    code_verifier: str,
+    nonce: str,
+    *,
+    reauthenticate: bool = False,
 ) -> str:
     endpoints = endpoints_for(source)
     params = {
@@ -205,8 +238,13 @@ def authorization_url(
         "code_challenge": create_s256_code_challenge(code_verifier),
         "code_challenge_method": "S256",
     }
-    if source.kind == AuthSourceKind.OIDC:
+    if source.kind == AuthSourceKind.OIDC or _gitlab_openid(source):
         params["nonce"] = nonce
+        if reauthenticate:
+            # OIDC Core 3.1.2.1: show the login form even to someone signed in there, and
+            # put `auth_time` in the ID token (which `check_fresh_sign_in` then checks).
+            params["prompt"] = "login"
+            params["max_age"] = "0"
     if source.kind == AuthSourceKind.GITHUB:
         params["allow_signup"] = "false"
     separator = "&" if "?" in endpoints.authorize else "?"
@@ -303,6 +341,31 @@ def verify_id_token(
     return claims
 
 
+def check_fresh_sign_in(auth_time: object, *, started_at: float, now: float | None = None) -> None:
+    """Refuse unless `auth_time` (an ID token claim, seconds since the epoch) says the person
+    signed in at the provider after the re-authentication began at `started_at` and at most
+    `REAUTH_MAX_AGE_SECONDS` ago (both with `CLOCK_LEEWAY_SECONDS` for clock skew)."""
+    # A JSON number only: not a string, not a boolean, and not NaN or infinity (which Python's
+    # JSON parser accepts and every comparison below would let through).
+    if (
+        isinstance(auth_time, bool)
+        or not isinstance(auth_time, int | float)
+        or not math.isfinite(auth_time)
+    ):
+        raise ProviderError(
+            "The provider did not say when you signed in there, so it did not prove a fresh "
+            "sign-in. Use another way to confirm access."
+        )
+    now = time.time() if now is None else now
+    if auth_time > now + CLOCK_LEEWAY_SECONDS:
+        raise ProviderError("The provider's sign-in time lies in the future; it was refused.")
+    if auth_time < started_at - CLOCK_LEEWAY_SECONDS or now - auth_time > REAUTH_MAX_AGE_SECONDS:
+        raise ProviderError(
+            "The provider let you through without signing in again (an earlier sign-in there "
+            "was reused). Sign in at the provider again, or use another way to confirm access."
+        )
+
+
 def _oidc_profile(
     client: httpx.Client,
     source: AuthSource,
@@ -332,6 +395,7 @@ def _oidc_profile(
         email_verified=merged.get("email_verified") is True,
         name=str(merged.get("name") or ""),
         groups=[str(group) for group in groups] if isinstance(groups, list) else [],
+        auth_time=claims.get("auth_time"),
     )
 
 
@@ -363,11 +427,27 @@ def _github_profile(client: httpx.Client, source: AuthSource, access_token: str)
     )
 
 
-def _gitlab_profile(client: httpx.Client, source: AuthSource, access_token: str) -> Profile:
+def _gitlab_profile(
+    client: httpx.Client, source: AuthSource, token: dict[str, Any], nonce: str
+) -> Profile:
     base = _gitlab_base(source)
+    access_token = token["access_token"]
     user = _get_json(client, f"{base}/api/v4/user", "user", access_token)
     if not isinstance(user, dict) or not isinstance(user.get("id"), int):
         raise ProviderError("The provider's user answer has no id.")
+    auth_time: object = None
+    if _gitlab_openid(source):
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str):
+            raise ProviderError("The provider sent no ID token.")
+        jwks = _cached(_jwks_cache, f"{base}/oauth/discovery/keys", "signing keys")
+        claims = verify_id_token(
+            id_token, jwks, issuer=base, client_id=source.client_id, nonce=nonce
+        )
+        # The token and the user answer must be about the same person.
+        if claims["sub"] != str(user["id"]):
+            raise ProviderError("The provider's ID token names a different user.")
+        auth_time = claims.get("auth_time")
     groups: list[str] = []
     if source.required_group or source.org_mapping:
         listed = _get_json(
@@ -390,6 +470,7 @@ def _gitlab_profile(client: httpx.Client, source: AuthSource, access_token: str)
         email_verified=bool(user.get("confirmed_at")) and bool(user.get("email")),
         name=str(user.get("name") or ""),
         groups=groups,
+        auth_time=auth_time,
     )
 
 
@@ -411,5 +492,5 @@ def fetch_profile(
         if source.kind == AuthSourceKind.GITHUB:
             return _github_profile(client, source, access_token)
         if source.kind == AuthSourceKind.GITLAB:
-            return _gitlab_profile(client, source, access_token)
+            return _gitlab_profile(client, source, token, nonce)
         return _oidc_profile(client, source, endpoints, token, nonce)

@@ -11,6 +11,10 @@ Rules this module enforces:
 - A provider's email is stored as verified only when the provider says it verified it.
 - The source's restrictions (enabled, allowed domains, required group) are checked on every
   sign-in, not only the first.
+- A re-authentication for sudo mode counts only when the provider proves a fresh sign-in
+  (OpenID Connect: `prompt=login`, `max_age=0` and a checked `auth_time`). GitHub and plain
+  GitLab cannot, so they serve only accounts that have no other proof to give
+  (`may_reauthenticate_with`).
 """
 
 from __future__ import annotations
@@ -332,6 +336,39 @@ def _purge_expired(session: Session) -> None:
     session.execute(delete(SSOPendingSignIn).where(SSOPendingSignIn.expires_at < now))
 
 
+def _has_other_proof(session: Session, user: User) -> bool:
+    from opencodehub.accounts.security import service as security
+
+    return bool(user.password_hash) or security.has_two_factor(session, user)
+
+
+def may_reauthenticate_with(session: Session, source: AuthSource, user: User) -> bool:
+    """Whether signing in again with `source` may put `user` in sudo mode.
+
+    OpenID Connect sources (and GitLab with `openid`) can be made to show their login form
+    and say when the person signed in, so they always may. GitHub and plain GitLab sign a
+    person in silently whenever the browser is signed in there, so "re-authenticating" with
+    them proves only that the browser holds a provider session. They are accepted only for an
+    account with no password and no second factor: its provider is its only credential, so
+    there is nothing fresher to ask for, and refusing would leave it unable ever to set a
+    password or a second factor. The cost, accepted knowingly: a browser signed in to both
+    OpenCodeHub and that provider can enter sudo mode of such an account, as it could sign in
+    to the account afresh anyway.
+    """
+    if not source.enabled:
+        return False
+    return providers.proves_fresh_sign_in(source) or not _has_other_proof(session, user)
+
+
+def sudo_sources(session: Session, user: User) -> list[AuthSource]:
+    """The providers linked to `user` that the sudo page offers (`may_reauthenticate_with`)."""
+    return [
+        identity.source
+        for identity in list_identities(session, user)
+        if may_reauthenticate_with(session, identity.source, user)
+    ]
+
+
 def begin(
     session: Session,
     settings: Settings,
@@ -350,6 +387,12 @@ def begin(
         raise SSOFailed(f"Sign-in with {source.name} is disabled.", 403)
     if sudo and user is None:
         raise SSOFailed("Sign in first.", 403)
+    if sudo and user is not None and not may_reauthenticate_with(session, source, user):
+        raise SSOFailed(
+            f"{source.name} cannot confirm that you signed in again just now. Confirm access "
+            "with your password, an authentication code or a security key instead.",
+            403,
+        )
     purpose = "sudo" if sudo else "link" if user is not None else "sign_in"
     _purge_expired(session)
     state = random_token(32)
@@ -357,7 +400,12 @@ def begin(
     code_verifier = random_token(48)  # 64 characters, within RFC 7636's 43..128
     try:
         url = providers.authorization_url(
-            source, redirect_uri(settings, source), state, code_verifier, nonce
+            source,
+            redirect_uri(settings, source),
+            state,
+            code_verifier,
+            nonce,
+            reauthenticate=sudo,
         )
     except providers.ProviderError as exc:
         raise SSOFailed(str(exc), 502) from None
@@ -550,6 +598,26 @@ def complete(
                 user=linking_user,
                 status=403,
             )
+        # Checked again at the callback: the account may have gained a password or a second
+        # factor since the request began.
+        if not may_reauthenticate_with(session, source, linking_user):
+            raise _failed(
+                session,
+                request,
+                source,
+                f"{source.name} cannot confirm that you signed in again just now.",
+                user=linking_user,
+                status=403,
+            )
+        if providers.proves_fresh_sign_in(source):
+            try:
+                providers.check_fresh_sign_in(
+                    profile.auth_time, started_at=row.created_at.timestamp()
+                )
+            except providers.ProviderError as exc:
+                raise _failed(
+                    session, request, source, str(exc), user=linking_user, status=403
+                ) from None
         _refresh_identity(identity, profile)
         return Outcome("reauthenticated", row.next_path, linking_user, source)
 

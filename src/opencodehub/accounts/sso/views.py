@@ -161,8 +161,16 @@ def callback(
         response = RedirectResponse(target, status_code=303)
     elif outcome.kind == "sign_in":
         assert outcome.user is not None
+        # The provider may have reused its own session: no fresh proof, so no sudo mode
+        # (a second factor, when the account has one, still starts it).
         response = account_views.sign_in_response(
-            request, session, settings, outcome.user.id, target, method=_method(outcome.source)
+            request,
+            session,
+            settings,
+            outcome.user.id,
+            target,
+            method=_method(outcome.source),
+            sudo=False,
         )
     else:
         response = _finish_pending(request, session, settings, outcome.pending_token)
@@ -187,7 +195,13 @@ def _finish_pending(request: Request, session: Session, settings: Settings, toke
             pass  # a name taken meanwhile: let the person choose on the form
         else:
             response = account_views.sign_in_response(
-                request, session, settings, user.id, next_path, method=_method(pending.source)
+                request,
+                session,
+                settings,
+                user.id,
+                next_path,
+                method=_method(pending.source),
+                sudo=False,
             )
             flash.add_flash(request, response, f"Welcome to OpenCodeHub, {user.username}!")
             return response
@@ -272,7 +286,7 @@ def continue_signup(
             request, session, settings, pending, error=exc.message, status=exc.status_code
         )
     response = account_views.sign_in_response(
-        request, session, settings, user.id, next_path, method=method
+        request, session, settings, user.id, next_path, method=method, sudo=False
     )
     response.delete_cookie(sso.PENDING_COOKIE, path=sso.COOKIE_PATH)
     flash.add_flash(request, response, f"Welcome to OpenCodeHub, {user.username}!")
@@ -366,7 +380,8 @@ def sudo_start(
     next: FormStr = "",
 ) -> Response:
     """Re-authenticate with a provider linked to the account (an account without a password
-    may have nothing else); the callback grants sudo mode and returns to `next`."""
+    may have nothing else); the callback grants sudo mode and returns to `next`. Which
+    providers may serve is `sso.may_reauthenticate_with`'s decision (checked in `sso.begin`)."""
     if web_session_of(request) is None:
         return _error_page(request, "Sign in first.", 403)
     source = sso.get_source(session, slug)
