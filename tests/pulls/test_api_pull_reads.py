@@ -264,3 +264,39 @@ def test_mergeable_state_dirty_and_draft_come_first(
     assert _state(client, world) == "draft"
     commit_on(settings, world.repo, {"src/app.py": b"a = 3\n"}, branch="main")
     assert _state(client, world) == "dirty"
+
+
+def test_pull_request_pages_answer_fresh_mergeability_without_writing_it(
+    db: Database, client: TestClient, settings: Settings, world: World
+) -> None:
+    commit_on(settings, world.repo, {"new.txt": b"hello\n"}, branch="feature")
+    open_pull(client, world)
+    commit_on(settings, world.repo, {"new.txt": b"conflict\n"}, branch="main")
+    with db.session() as session:
+        pull = session.scalars(sa.select(PullRequest)).one()
+        pull.mergeable = None
+        pull.mergeability_key = None
+        pull.mergeable_state = "unknown"
+
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        pages = {
+            suffix: client.get(f"/alice/project/pull/1{suffix}", headers=world.headers)
+            for suffix in ("", "/commits", "/files")
+        }
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    for suffix, page in pages.items():
+        assert page.status_code == 200, suffix
+    conversation = pages[""].text
+    assert 'data-testid="merge-conflicts"' in conversation
+    assert "new.txt" in conversation  # the conflicting file, from the fresh answer
+    assert not [s for s in statements if s.lstrip().upper().startswith("UPDATE PULL_REQUESTS")]
+    with db.session() as session:
+        pull = session.scalars(sa.select(PullRequest)).one()
+        assert pull.mergeable is None and pull.mergeability_key is None

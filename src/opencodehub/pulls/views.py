@@ -47,14 +47,18 @@ def _events(request: Request) -> Any:
 def _pull_context(
     session: Session, settings: Settings, actor: Actor, view: RepoView, pull: PullRequest
 ) -> dict[str, Any]:
-    service.refresh_mergeability(session, settings, pull)
+    # A page view answers with a fresh mergeability but never stores it: the push job does,
+    # and a read that wrote the row would contend with it for the lock.
+    mergeability = service.compute_mergeability(settings, pull)
     repository = view.repository
     return {
         "pull": pull,
         "issue": pull.issue,
+        "counts": mergeability.counts or service.DiffCounts.stored(pull),
+        "conflicting_files": mergeability.conflicting_files,
         "head_label": service.head_label(session, pull),
         "pull_base": f"{view.base}/pull/{pull.number}",
-        "state": service.mergeable_state(session, settings, pull),
+        "state": service.mergeable_state(session, settings, pull, mergeability),
         "settings_row": service.merge_settings(session, repository),
         "can_merge": can(session, actor, repository, Permission.WRITE)
         and not repository.is_archived,
