@@ -103,13 +103,15 @@ def _announce(settings: Settings) -> None:
 
 async def run_server(settings: Settings, *, migrate: bool = True) -> None:
     from opencodehub.app import create_app
-    from opencodehub.db import migrate as migrations
 
     configure_logging(settings.log_level, settings.log_format)
     tune_memory()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.effective_database_url)
     if migrate:
+        # Imported only to migrate: Alembic is 8 MB a serving process does not need otherwise.
+        from opencodehub.db import migrate as migrations
+
         await asyncio.to_thread(migrations.upgrade, database)
     app = create_app(settings, database)
     release_memory()  # what importing and building the app left behind
