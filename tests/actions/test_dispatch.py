@@ -1,11 +1,28 @@
-"""A claim whose long poll lost its runner is undone at once instead of waiting for the reaper."""
+"""A claim whose long poll lost its runner is undone at once instead of waiting for the reaper;
+jobs of one run ending at once."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm.attributes import set_committed_value
+
 from opencodehub.actions import queue as actions_queue
 from opencodehub.actions import service
-from opencodehub.actions.models import JobStatus, Runner, WorkflowJob
+from opencodehub.actions.models import (
+    Conclusion,
+    JobStatus,
+    Runner,
+    RunStatus,
+    WorkflowJob,
+    WorkflowRun,
+)
 from opencodehub.actions.tokens import actor_for_job_token
+from opencodehub.core.errors import NotFound
+from opencodehub.runner.jobspec import JobResult
 from tests.actions.conftest import SIMPLE, Project
 from tests.actions.test_runs import _runner
 
@@ -50,3 +67,75 @@ def test_a_claim_nobody_received_is_queued_again_as_if_never_taken(project: Proj
         # A job whose steps started is the runner's: only the reaper or the runner ends it.
         assert not service.unclaim_job(session, project.settings, runner, job_id)
         assert not service.unclaim_job(session, project.settings, runner, job_id + 1000)
+
+
+TWO = """
+name: Two
+on: push
+jobs:
+  each:
+    strategy:
+      matrix:
+        n: [1, 2]
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo ${{ matrix.n }}
+"""
+
+
+def test_the_last_two_jobs_ending_at_once_complete_the_run(project: Project) -> None:
+    """Two jobs end in overlapping transactions: the second waits for the first (the run's
+    row lock), sees it completed, and completes the run; each job ends once."""
+    run_id = project.push({".github/workflows/two.yml": TWO})[0]
+    runner_id = _runner(project)
+    job_ids = []
+    with project.db.session() as session:
+        runner = session.get(Runner, runner_id)
+        assert runner is not None
+        for _ in range(2):
+            job = service.claim_from_database(session, runner)
+            assert job is not None
+            service.start_job(session, project.settings, job)
+            job_ids.append(job.id)
+    result = JobResult(result="success")
+    first_holds_lock = threading.Event()
+
+    def end_first() -> None:
+        with project.db.session() as session:
+            service.read_committed(session)  # as the runner routes' unit of work does
+            runner = session.get(Runner, runner_id)
+            assert runner is not None
+            job = service.held_job(session, runner, job_ids[0])
+            service.complete_job(session, project.settings, job, result)
+            first_holds_lock.set()
+            time.sleep(0.5)  # the second ending starts meanwhile, and must wait
+
+    first = threading.Thread(target=end_first)
+    first.start()
+    assert first_holds_lock.wait(30)
+    with project.db.session() as session:
+        service.read_committed(session)
+        runner = session.get(Runner, runner_id)
+        assert runner is not None
+        job = service.held_job(session, runner, job_ids[1])
+        service.complete_job(session, project.settings, job, result)
+    first.join(30)
+    with project.db.session() as session:
+        run = session.get(WorkflowRun, run_id)
+        assert run is not None
+        assert (run.status, run.conclusion) == (RunStatus.COMPLETED, Conclusion.SUCCESS)
+        # A completion arriving again finds the job ended: refused, nothing changes.
+        runner = session.get(Runner, runner_id)
+        assert runner is not None
+        job = session.get(WorkflowJob, job_ids[0])
+        assert job is not None
+        # As a retried request's read, taken before the first one committed, saw it.
+        set_committed_value(job, "status", JobStatus.IN_PROGRESS)
+        with pytest.raises(NotFound):
+            service.complete_job(session, project.settings, job, result)
+        session.rollback()
+    with project.db.session() as session:
+        statuses = session.scalars(
+            select(WorkflowJob.status).where(WorkflowJob.run_id == run_id)
+        ).all()
+        assert statuses == [JobStatus.COMPLETED, JobStatus.COMPLETED]

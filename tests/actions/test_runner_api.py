@@ -271,3 +271,74 @@ def test_job_token_works_for_git_over_http_with_the_workflows_permissions(
     assert refs(reader_spec["token"], "git-upload-pack") == 200
     assert refs(reader_spec["token"], "git-receive-pack") == 403
     assert refs("ochj_forged", "git-upload-pack") == 401
+
+
+def test_step_states_ride_in_log_batches_and_the_last_lines_in_the_completion(
+    client: TestClient, project: Project, register_runner: Callable[..., RunnerHandle]
+) -> None:
+    runner = register_runner()
+    other = register_runner("other")
+    project.push({".github/workflows/ci.yml": SIMPLE})
+    job_id = _poll(client, runner).json()["spec"]["job_id"]
+    url = f"{PREFIX}/jobs/{job_id}"
+    start = {"index": 0, "name": "Run echo hello", "status": "in_progress"}
+    batch = {"start": 0, "lines": [{"step": None, "text": "set up"}], "steps": [start]}
+    # Sent twice (a lost answer): the line is stored once, the step started once.
+    for _ in range(2):
+        answer = client.post(f"{url}/logs", json=batch, headers=runner.headers)
+        assert answer.json() == {"next_index": 1}
+    assert client.post(f"{url}/logs", json=batch, headers=other.headers).status_code == 404
+    job = client.get(f"/api/v3/repos/octo/demo/actions/jobs/{job_id}").json()
+    assert [(s["name"], s["status"]) for s in job["steps"]] == [("Run echo hello", "in_progress")]
+
+    too_many = {"start": 1, "lines": [], "steps": [start] * 101}
+    assert client.post(f"{url}/logs", json=too_many, headers=runner.headers).status_code == 422
+
+    # The step's end in a later batch; the start's batch arriving again after it (a retry
+    # whose first attempt was slow) does not reopen the step.
+    end = {**start, "status": "completed", "conclusion": "success", "outcome": "success"}
+    ended = {"start": 1, "lines": [], "steps": [end]}
+    assert client.post(f"{url}/logs", json=ended, headers=runner.headers).status_code == 200
+    assert client.post(f"{url}/logs", json=batch, headers=runner.headers).status_code == 200
+    job = client.get(f"/api/v3/repos/octo/demo/actions/jobs/{job_id}").json()
+    assert [(s["status"], s["conclusion"]) for s in job["steps"]] == [("completed", "success")]
+
+    done = {
+        "result": {
+            "result": "success",
+            "outputs": {},
+            "steps": [
+                {
+                    "index": 0,
+                    "name": "Run echo hello",
+                    "outcome": "success",
+                    "conclusion": "success",
+                }
+            ],
+        },
+        "logs": {"start": 1, "lines": [{"step": 0, "text": "hello"}]},
+    }
+    assert client.post(f"{url}/complete", json=done, headers=runner.headers).status_code == 204
+    # A completion sent again after a lost answer finds the job done: 404, nothing changes.
+    assert client.post(f"{url}/complete", json=done, headers=runner.headers).status_code == 404
+    text = client.get(f"/api/v3/repos/octo/demo/actions/jobs/{job_id}/logs").text
+    assert text == "set up\nhello\n"
+    job = client.get(f"/api/v3/repos/octo/demo/actions/jobs/{job_id}").json()
+    assert (job["status"], job["conclusion"]) == ("completed", "success")
+    assert [(s["status"], s["conclusion"]) for s in job["steps"]] == [("completed", "success")]
+    # The job that needs it was queued by the completion.
+    assert _poll(client, runner).json()["spec"]["job_key"] == "test"
+
+
+def test_a_step_started_through_a_log_batch_is_never_run_again(
+    client: TestClient, project: Project, register_runner: Callable[..., RunnerHandle]
+) -> None:
+    first, second = register_runner("first"), register_runner("second")
+    project.push({".github/workflows/ci.yml": SIMPLE})
+    job_id = _poll(client, first).json()["spec"]["job_id"]
+    step = {"index": 0, "name": "s", "status": "in_progress"}
+    batch = {"start": 0, "lines": [], "steps": [step]}
+    assert client.post(f"{PREFIX}/jobs/{job_id}/logs", json=batch, headers=first.headers).json()
+    released = client.post(f"{PREFIX}/jobs/{job_id}/release", headers=first.headers)
+    assert released.json() == {"requeued": False}
+    assert _poll(client, second).status_code == 204

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import subprocess
-import tarfile
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +16,18 @@ import yaml
 from opencodehub.runner.engine import run_job
 from opencodehub.runner.executors.base import ExecutorOptions, build_executor
 from opencodehub.runner.jobspec import JobContexts, JobResult, JobSpec
+from tests.runner.podman import (
+    CACHE,
+    SERVICE_IMAGE,
+    TEST_IMAGE,
+    PodmanUnavailable,
+    start_podman,
+    stop_podman,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CACHE = REPO_ROOT / ".cache" / "runner-tests"
+__all__ = ["JOBS", "SERVICE_IMAGE", "TEST_IMAGE", "RecordingReporter", "make_spec", "run"]
+
 JOBS = CACHE / "jobs"
-TEST_IMAGE = "och-test:latest"
-SERVICE_IMAGE = "och-test-service:latest"
 
 
 @dataclass
@@ -133,75 +134,14 @@ def _remove_job_dirs() -> Iterator[None]:
 # ---- Podman ----------------------------------------------------------------------------------
 
 
-def _build_rootfs(rootfs: Path) -> None:
-    busybox = Path("/bin/busybox")
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "tmp", "root", "etc", "proc", "sys", "dev"):
-        (rootfs / d).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(busybox, rootfs / "bin" / "busybox")
-    subprocess.run(
-        ["chroot", str(rootfs), "/bin/busybox", "--install", "-s"], check=True, capture_output=True
-    )
-    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (rootfs / "etc" / "group").write_text("root:x:0:\n")
-
-
-def _image_tar() -> Path:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tar_path = CACHE / "och-test-rootfs.tar"
-    if not tar_path.exists():
-        rootfs = CACHE / "rootfs"
-        shutil.rmtree(rootfs, ignore_errors=True)
-        _build_rootfs(rootfs)
-        tmp = tar_path.with_suffix(".tmp")
-        with tarfile.open(tmp, "w") as tar:
-            tar.add(rootfs, arcname=".")
-        tmp.rename(tar_path)
-        shutil.rmtree(rootfs, ignore_errors=True)
-    return tar_path
-
-
 @pytest.fixture(scope="session")
 def podman_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Podman service with a Docker-compatible socket and the busybox test image."""
-    podman = shutil.which("podman")
-    if not podman or not Path("/bin/busybox").exists():
-        pytest.fail(
-            "podman and busybox-static are required: apt-get install -y podman runc busybox-static"
-        )
-    base = tmp_path_factory.mktemp("podman")
-    conf = base / "containers.conf"
-    conf.write_text(
-        "[containers]\n"
-        'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
-        "[engine]\n"
-        'runtime = "runc"\n'
-        'cgroup_manager = "cgroupfs"\n'
-        'events_logger = "file"\n'
-    )
-    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-    socket = base / "podman.sock"
-    proc = subprocess.Popen(
-        [podman, "system", "service", "--time=0", f"unix://{socket}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    """A Podman service with a Docker-compatible socket and the busybox test images."""
     try:
-        deadline = time.monotonic() + 60
-        while not socket.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("podman system service did not start")
-            time.sleep(0.1)
-        have = subprocess.run([podman, "image", "exists", TEST_IMAGE], env=env, capture_output=True)
-        if have.returncode != 0:
-            with _image_tar().open("rb") as fh:
-                subprocess.run(
-                    [podman, "import", "-", TEST_IMAGE], stdin=fh, env=env, check=True,
-                    capture_output=True,
-                )  # fmt: skip
-        yield f"unix://{socket}"
+        proc, url = start_podman(tmp_path_factory.mktemp("podman"))
+    except PodmanUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 9)
-        proc.wait()
+        stop_podman(proc)

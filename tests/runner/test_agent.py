@@ -23,6 +23,8 @@ class FakeServer:
     def __init__(self, fail_first: int = 0, lose_job_after: int | None = None) -> None:
         self.lines: dict[int, str] = {}
         self.batches: list[tuple[int, int]] = []
+        # (status, step index, lines held when the state arrived), in arrival order.
+        self.states: list[tuple[str, int, int]] = []
         self.calls: list[str] = []
         self.fail_first = fail_first
         self.lose_job_after = lose_job_after
@@ -47,6 +49,8 @@ class FakeServer:
                 count = 0
                 while count in self.lines:
                     count += 1
+                for state in body.get("steps", []):
+                    self.states.append((state["status"], state["index"], len(self.lines)))
                 return httpx.Response(200, json={"next_index": count})
             return httpx.Response(204)
 
@@ -62,10 +66,41 @@ def test_log_lines_are_batched_and_retried_with_the_same_indices() -> None:
     assert server.lines == {n: f"line {n}" for n in range(250)} | {250: "after"}
     # The failed first batch was sent again from the same index, never renumbered.
     assert server.batches[0][0] == server.batches[1][0] == 0
-    # The step's end went out after its lines.
-    step_call = server.calls.index("/jobs/5/steps")
-    assert all(call.endswith("/logs") for call in server.calls[:step_call])
+    # The step's end rode in a log batch, recorded once its 250 lines were held.
+    assert server.states == [("completed", 0, server.states[0][2])]
+    assert server.states[0][2] >= 250
+    assert all(call.endswith("/logs") for call in server.calls)
     assert max(size for _, size in server.batches) <= 1000
+
+
+def test_a_step_start_is_acknowledged_before_it_returns_and_carries_pending_lines() -> None:
+    """The reaper re-queues a job only when no step started: the start must be on the server
+    before the step runs, and it costs one request with the set-up lines before it."""
+    server = SlowServer()
+    reporter = Reporter(server, job_id=9)  # type: ignore[arg-type]
+    reporter.log(None, "set up")
+    reporter.step_started(0, "Run make")
+    assert server.states == [("in_progress", 0, 1)]
+    assert server.lines == {0: "set up"}
+    assert server.calls == ["/jobs/9/logs"]
+    reporter.log(0, "built")
+    reporter.step_finished(0, "Run make", "success", "success")
+    tail = reporter.finish()
+    # The last line goes with the completion; the step's end is in the job's result.
+    assert tail == {"start": 1, "lines": [{"step": 0, "text": "built"}]}
+    assert reporter.requests == len(server.calls)
+
+
+def test_finish_hands_back_at_most_one_batch() -> None:
+    server = FakeServer(fail_first=1)
+    reporter = Reporter(server, job_id=10)  # type: ignore[arg-type]
+    for n in range(2500):
+        reporter.log(0, f"line {n}")
+    tail = reporter.finish()
+    assert tail is not None
+    assert len(tail["lines"]) <= 1000
+    assert tail["start"] + len(tail["lines"]) == 2500
+    assert set(server.lines) == set(range(tail["start"]))
 
 
 def test_lines_flush_within_a_tick_without_filling_a_batch() -> None:

@@ -287,6 +287,57 @@ def test_killed_runner_is_reaped_and_sigterm_lets_jobs_finish(
     assert _completed_run(live_server, sha)["conclusion"] == "success", calm.output()
 
 
+MATRIX = """
+name: Many
+on: push
+jobs:
+  each:
+    strategy:
+      matrix:
+        n: {values}
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "n=${{{{ matrix.n }}}}"
+      - run: echo "second of ${{{{ matrix.n }}}}"
+"""
+
+
+def test_many_jobs_over_two_runners_run_once_each_and_none_is_lost(
+    live_server: LiveServer, owner: User, tmp_path: Path, start_runner: Callable[..., Runner]
+) -> None:
+    """Two runners of capacity 3 share a 24-job matrix, each job taken by one long poll
+    (the job in the answer), its steps' states batched with its lines, its last lines in its
+    completion: every job completes, each was leased once, ran on one runner, and its log
+    holds its own lines once, in order."""
+    db = live_server.server.config.app.state.db
+    create_repo(db, live_server.settings, owner, "demo")
+    first = start_runner(name="first", capacity=3)
+    second = start_runner(name="second", capacity=3)
+    count = 24
+    workflow = MATRIX.format(values=json.dumps(list(range(count))))
+    sha = _push(live_server, owner, tmp_path, {".github/workflows/many.yml": workflow})
+    run = _completed_run(live_server, sha)
+    assert run["conclusion"] == "success", first.output() + second.output()
+    with db.session() as session:
+        jobs = session.query(WorkflowJob).filter(WorkflowJob.run_id == run["id"]).all()
+        assert len(jobs) == count
+        assert {(job.status, job.conclusion, job.lease_count) for job in jobs} == {
+            (JobStatus.COMPLETED, Conclusion.SUCCESS, 1)
+        }
+        job_ids = sorted(job.id for job in jobs)
+    outputs = first.output() + second.output()
+    for job_id in job_ids:
+        assert outputs.count(f"job {job_id}: success") == 1, outputs
+        log = _api(live_server, f"/jobs/{job_id}/logs").splitlines()
+        mine = [line for line in log if line.startswith(("n=", "second of"))]
+        assert len(mine) == 2 and mine[1] == f"second of {mine[0][2:]}", log
+        steps = _api(live_server, f"/jobs/{job_id}")["steps"]
+        assert [s["conclusion"] for s in steps][-2:] == ["success", "success"]
+    for runner in (first, second):
+        runner.process.send_signal(signal.SIGTERM)
+        assert runner.process.wait(timeout=30) == 0, runner.output()
+
+
 CONTAINER = """
 name: Container
 on: push

@@ -17,7 +17,12 @@ from typing import Any, TextIO
 
 from opencodehub.actions.expressions import ExpressionError, evaluate_if, evaluate_value, truthy
 from opencodehub.actions.matrix import MatrixError, expand_matrix, strategy_context
-from opencodehub.actions.workflow import Workflow, job_display_name, parse_workflow
+from opencodehub.actions.workflow import (
+    Workflow,
+    WorkflowError,
+    job_display_name,
+    parse_workflow,
+)
 from opencodehub.runner.engine import JobReporter, run_job
 from opencodehub.runner.executors.base import ExecutorOptions, build_executor
 from opencodehub.runner.jobspec import JobContexts, JobResult, JobSpec
@@ -156,6 +161,16 @@ def run_workflow(
         else str(path)
     )
     workflow = parse_workflow(rel, path.read_text(encoding="utf-8"))
+    calls = [
+        workflow.issue(
+            ("jobs", key, "uses"),
+            "reusable workflows (job-level 'uses') run on the server only, not in a local run",
+        )
+        for key, job in workflow.jobs.items()
+        if job.uses is not None
+    ]
+    if calls:
+        raise WorkflowError(calls)
     payload = payload or {}
     gh = _github_context(root, event, payload)
     workflow_inputs = _dispatch_inputs(workflow, inputs or {})

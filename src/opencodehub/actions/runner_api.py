@@ -101,10 +101,14 @@ def _runner(session: Session, secret: str) -> Runner:
     return runner
 
 
-def _in_session(request: Request, work: Callable[[Session, Runner], Any]) -> Any:
+def _in_session(
+    request: Request, work: Callable[[Session, Runner], Any], *, ends_job: bool = False
+) -> Any:
     """Authenticate the runner and run `work` in one unit of work."""
     secret = _runner_secret(request)
     with _database(request).session() as session:
+        if ends_job:
+            service.read_committed(session)
         runner = _runner(session, secret)
         return work(session, runner)
 
@@ -120,9 +124,10 @@ def register(request: Request, body: RegisterRequest) -> RegisterResponse:
 
 def _claim(
     request: Request, secret: str, job_id: int | None
-) -> tuple[JobAssignment | None, list[str]]:
-    """A job for the runner (from the queue's hint, or the database's oldest), and the
-    runner's labels, in one unit of work: each extra transaction is latency on every poll."""
+) -> tuple[JobAssignment | None, list[str], list[str] | None]:
+    """A job for the runner (from the queue's hint, or the database's oldest), the runner's
+    labels, and, when the hinted job is still queued but not for this runner, the job's
+    labels: one unit of work, as each extra transaction is latency on every poll."""
     settings = _settings(request)
     with _database(request).session() as session:
         runner = _runner(session, secret)
@@ -133,7 +138,10 @@ def _claim(
         else:
             job = service.claim_for_runner(session, job_id, runner)
         if job is None:
-            return None, labels
+            hinted = session.get(WorkflowJob, job_id) if job_id is not None else None
+            if hinted is not None and hinted.status == JobStatus.QUEUED:
+                return None, labels, list(hinted.runs_on)
+            return None, labels, None
         spec = service.start_job(session, settings, job)
         return (
             JobAssignment(
@@ -143,21 +151,15 @@ def _claim(
                 lease_seconds=service.LEASE_SECONDS,
             ),
             labels,
+            None,
         )
-
-
-def _still_queued(request: Request, job_id: int) -> list[str] | None:
-    """The job's labels when it is still waiting for a runner."""
-    with _database(request).session() as session:
-        job = session.get(WorkflowJob, job_id)
-        return list(job.runs_on) if job is not None and job.status == JobStatus.QUEUED else None
 
 
 @router.post("/jobs/request", response_model=JobAssignment)
 async def request_job(request: Request, body: JobRequest) -> Response:
     """The long poll: a job for this runner, or 204 after `wait_seconds`."""
     secret = _runner_secret(request)
-    assignment, labels = await anyio.to_thread.run_sync(_claim, request, secret, None)
+    assignment, labels, _ = await anyio.to_thread.run_sync(_claim, request, secret, None)
     queue = get_queue(_settings(request).redis_url)
     deadline = time.monotonic() + body.wait_seconds
     passed: set[int] = set()
@@ -167,10 +169,7 @@ async def request_job(request: Request, body: JobRequest) -> Response:
             break
         job_id = await queue.pop(labels, min(remaining, 5.0))
         if job_id is not None:
-            assignment, _ = await anyio.to_thread.run_sync(_claim, request, secret, job_id)
-            waiting = None
-            if assignment is None:
-                waiting = await anyio.to_thread.run_sync(_still_queued, request, job_id)
+            assignment, _, waiting = await anyio.to_thread.run_sync(_claim, request, secret, job_id)
             if waiting is not None:
                 # Another repository's job (this runner is scoped): give the id back for the
                 # runners that may take it, and do not spin on it.
@@ -181,7 +180,7 @@ async def request_job(request: Request, body: JobRequest) -> Response:
         elif time.monotonic() < deadline:
             # Nothing came through the queue for a while: look in the database, in case the
             # queue lost an id (its sweep would find it too, later).
-            assignment, _ = await anyio.to_thread.run_sync(_claim, request, secret, None)
+            assignment, _, _ = await anyio.to_thread.run_sync(_claim, request, secret, None)
     if assignment is None:
         return Response(status_code=204)
     if await request.is_disconnected():
@@ -221,6 +220,10 @@ def append_logs(request: Request, job_id: int, body: LogBatch) -> LogAck:
     def work(session: Session, runner: Runner) -> LogAck:
         job = service.held_job(session, runner, job_id)
         next_index = logs.append(session, job, body.start, body.lines)
+        for update in body.steps:
+            service.update_step(
+                session, job, update.index, update.name, update.status, update.conclusion
+            )
         service.notify_logs_after_commit(session, _settings(request), job.id)
         return LogAck(next_index=next_index)
 
@@ -241,9 +244,9 @@ def annotate(request: Request, job_id: int, body: AnnotationIn) -> Response:
 def complete(request: Request, job_id: int, body: JobCompletion) -> Response:
     def work(session: Session, runner: Runner) -> None:
         job = service.held_job(session, runner, job_id)
-        service.complete_job(session, _settings(request), job, body.result)
+        service.complete_job(session, _settings(request), job, body.result, body.logs)
 
-    _in_session(request, work)
+    _in_session(request, work, ends_job=True)
     return Response(status_code=204)
 
 
@@ -258,4 +261,4 @@ def release(request: Request, job_id: int) -> Released:
         )
         return Released(requeued=requeued)
 
-    return _in_session(request, work)
+    return _in_session(request, work, ends_job=True)

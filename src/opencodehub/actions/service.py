@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import Permission
+from opencodehub.actions import calls as reusable
 from opencodehub.actions import logs, tokens
 from opencodehub.actions.models import (
     ActionSecret,
@@ -53,6 +54,7 @@ from opencodehub.repos import store
 from opencodehub.repos.authz import authorize
 from opencodehub.repos.models import Repository
 from opencodehub.runner.jobspec import JobContexts, JobResult, JobSpec
+from opencodehub.runner.protocol import LogBatch
 
 log = get_logger("opencodehub.actions")
 
@@ -218,9 +220,11 @@ class Trigger:
 def _matches(workflow: Any, trigger: Trigger) -> bool:
     if trigger.event == "push":
         return bool(workflow.matches_push(trigger.head_ref, trigger.changed))
-    if trigger.event == "pull_request":
+    if trigger.event in ("pull_request", "pull_request_target"):
         return bool(
-            workflow.matches_pull_request(trigger.action, trigger.base_ref, trigger.changed)
+            workflow.matches_pull_request(
+                trigger.action, trigger.base_ref, trigger.changed, event=trigger.event
+            )
         )
     return bool(workflow.triggered_by(trigger.event))
 
@@ -241,7 +245,7 @@ def runs_for_trigger(
     for file in files:
         workflow, error = parse(file)
         if workflow is None:
-            if trigger.event in ("push", "pull_request"):
+            if trigger.event in ("push", "pull_request", "pull_request_target"):
                 run = _insert_run(session, repository, file.path, file.path, trigger, {}, error)
                 if run is not None:
                     created.append(run)
@@ -383,10 +387,10 @@ def github_context(settings: Settings, run: WorkflowRun) -> dict[str, Any]:
         "ref_type": "tag" if ref.startswith("refs/tags/") else "branch",
         "ref_protected": False,
         "head_ref": payload.get("pull_request", {}).get("head", {}).get("ref", "")
-        if run.event == "pull_request"
+        if run.event in ("pull_request", "pull_request_target")
         else "",
         "base_ref": payload.get("pull_request", {}).get("base", {}).get("ref", "")
-        if run.event == "pull_request"
+        if run.event in ("pull_request", "pull_request_target")
         else "",
         "repository": repository.full_name,
         "repository_id": str(repository.id),
@@ -477,14 +481,17 @@ def create_run(
     """A run of `workflow` for `trigger` with its jobs (matrices expanded); None if this
     trigger already created one."""
     from opencodehub.actions.expressions import ExpressionError, interpolate
-    from opencodehub.actions.workflow import job_display_name
 
-    run = _insert_run(
-        session, repository, workflow.path, workflow.name, trigger, workflow.raw, None
+    found_calls, call_errors = reusable.resolve(
+        session, settings, repository, trigger.head_sha, workflow
     )
+    data = {**workflow.raw, reusable.CALLS_KEY: found_calls} if found_calls else workflow.raw
+    run = _insert_run(session, repository, workflow.path, workflow.name, trigger, data, None)
     if run is None:
         return None
     session.refresh(run)
+    if call_errors:
+        return _fail_run(session, settings, run, "\n".join(call_errors))
     contexts = _base_contexts(session, settings, run)
     if workflow.run_name:
         try:
@@ -502,58 +509,282 @@ def create_run(
             run.cancel_in_progress = bool(cancel)
         except ExpressionError as exc:
             return _fail_run(session, settings, run, f"{workflow.path}: concurrency: {exc}")
-    jobs: list[WorkflowJob] = []
-    limit = settings.actions_max_jobs_per_run
-    for key, job in workflow.jobs.items():
-        if job.raw.get("uses") is not None:
-            return _fail_run(
-                session,
-                settings,
-                run,
-                f"{workflow.path}: job '{key}': reusable workflows (jobs.<id>.uses) "
-                "are not supported",
-            )
-        try:
-            combos = _expand(job, contexts)
-        except (ValueError, ExpressionError) as exc:
-            return _fail_run(session, settings, run, f"{workflow.path}: job '{key}': {exc}")
-        if len(jobs) + len(combos) > limit:
-            return _fail_run(
-                session,
-                settings,
-                run,
-                f"{workflow.path}: the run would have more than {limit} jobs "
-                f"(job '{key}' expands to {len(combos)}); reduce the matrix",
-            )
-        permissions = tokens.resolve_permissions(
-            workflow.permissions, job.permissions, read_only=trigger.is_fork
+    try:
+        jobs = _job_rows(
+            settings,
+            run,
+            workflow,
+            contexts,
+            prefix="",
+            name_prefix="",
+            existing=0,
+            caller_permissions=None,
         )
-        for combo in combos:
-            job_contexts = {**contexts, "matrix": combo}
-            try:
-                labels = _labels(job, job_contexts)
-                name = job_display_name(job, combo, job_contexts)
-            except (ValueError, ExpressionError) as exc:
-                return _fail_run(session, settings, run, f"{workflow.path}: job '{key}': {exc}")
-            jobs.append(
-                WorkflowJob(
-                    run_id=run.id,
-                    repository_id=repository.id,
-                    job_key=key,
-                    name=name[:512],
-                    matrix=_json_safe(combo),
-                    needs=list(job.needs),
-                    runs_on=labels,
-                    status=JobStatus.WAITING,
-                    permissions=permissions,
-                )
-            )
+    except _JobsError as exc:
+        return _fail_run(session, settings, run, str(exc))
     session.add_all(jobs)
     session.flush()
     _apply_concurrency(session, settings, run)
     if run.status == RunStatus.QUEUED:
         advance(session, settings, run)
     return run
+
+
+class _JobsError(ValueError):
+    """A workflow's jobs could not be made (a matrix or `runs-on` failed, too many jobs)."""
+
+
+def _job_rows(
+    settings: Settings,
+    run: WorkflowRun,
+    workflow: Any,
+    contexts: dict[str, Any],
+    *,
+    prefix: str,
+    name_prefix: str,
+    existing: int,
+    caller_permissions: dict[str, str] | None,
+) -> list[WorkflowJob]:
+    """The rows of `workflow`'s jobs, one per matrix combination, keyed `{prefix}{key}`. A job
+    calling a reusable workflow gets call rows (no runner takes them; see calls.py)."""
+    from opencodehub.actions.expressions import ExpressionError
+    from opencodehub.actions.workflow import job_display_name
+
+    jobs: list[WorkflowJob] = []
+    limit = settings.actions_max_jobs_per_run
+    for key, job in workflow.jobs.items():
+        try:
+            combos = _expand(job, contexts)
+        except (ValueError, ExpressionError) as exc:
+            raise _JobsError(f"{workflow.path}: job '{key}': {exc}") from None
+        if existing + len(jobs) + len(combos) > limit:
+            raise _JobsError(
+                f"{workflow.path}: the run would have more than {limit} jobs "
+                f"(job '{key}' expands to {len(combos)}); reduce the matrix"
+            )
+        permissions = tokens.resolve_permissions(
+            workflow.permissions, job.permissions, read_only=run.is_fork
+        )
+        if caller_permissions is not None:
+            permissions = reusable.cap_permissions(permissions, caller_permissions)
+        for combo in combos:
+            job_contexts = {**contexts, "matrix": combo}
+            try:
+                labels = [] if job.uses else _labels(job, job_contexts)
+                name = job_display_name(job, combo, job_contexts)
+            except (ValueError, ExpressionError) as exc:
+                raise _JobsError(f"{workflow.path}: job '{key}': {exc}") from None
+            jobs.append(
+                WorkflowJob(
+                    run_id=run.id,
+                    repository_id=run.repository_id,
+                    job_key=f"{prefix}{key}",
+                    name=f"{name_prefix}{name}"[:512],
+                    matrix=_json_safe(combo),
+                    needs=[f"{prefix}{need}" for need in job.needs],
+                    runs_on=labels,
+                    status=JobStatus.WAITING,
+                    permissions=permissions,
+                )
+            )
+    return jobs
+
+
+# Reusable workflows -----------------------------------------------------------------------------
+
+
+def _definition(run: WorkflowRun, job_key: str) -> dict[str, Any]:
+    return reusable.job_definition(run.workflow_data or {}, job_key)
+
+
+def _call_row(session: Session, run: WorkflowRun, job_key: str) -> WorkflowJob | None:
+    """The call row whose called workflow holds the job `job_key` (None at the top level)."""
+    parent = reusable.parent_key(job_key)
+    if parent is None:
+        return None
+    last = parent.rsplit("/", 1)[-1]
+    if "#" in last:
+        row = session.get(WorkflowJob, int(last.split("#", 1)[1]))
+        return row if row is not None and row.run_id == run.id else None
+    return session.scalar(
+        select(WorkflowJob)
+        .where(WorkflowJob.run_id == run.id, WorkflowJob.job_key == parent)
+        .limit(1)
+    )
+
+
+def _frame(session: Session, run: WorkflowRun, job_key: str) -> dict[str, Any] | None:
+    row = _call_row(session, run, job_key)
+    if row is None:
+        return None
+    frame = (row.outputs or {}).get(reusable.CALL_FRAME)
+    return frame if isinstance(frame, dict) else {}
+
+
+def _job_inputs(session: Session, run: WorkflowRun, job_key: str) -> dict[str, Any]:
+    """The `inputs` context of a job: the run's, or its called workflow's."""
+    frame = _frame(session, run, job_key)
+    if frame is None:
+        return dict(run.inputs or {})
+    inputs = frame.get("inputs")
+    return dict(inputs) if isinstance(inputs, dict) else {}
+
+
+def _job_secrets(
+    session: Session, settings: Settings, run: WorkflowRun, job_key: str
+) -> dict[str, str]:
+    """The `secrets` context of a job: the repository's, or what its caller passed."""
+    frame = _frame(session, run, job_key)
+    if frame is None:
+        return _secrets(session, settings, run)
+    return reusable.frame_secrets(settings, frame)
+
+
+def _inner_prefix(call: WorkflowJob, jobs: Sequence[WorkflowJob]) -> str:
+    """The key prefix of a call row's jobs: `call/`, or `call#<id>/` when the calling job has
+    a matrix (each combination's jobs must need their own)."""
+    siblings = sum(1 for other in jobs if other.job_key == call.job_key)
+    return f"{call.job_key}#{call.id}/" if siblings > 1 else f"{call.job_key}/"
+
+
+def _expand_call(
+    session: Session,
+    settings: Settings,
+    run: WorkflowRun,
+    call: WorkflowJob,
+    jobs: list[WorkflowJob],
+    contexts: dict[str, Any],
+) -> None:
+    """A call row whose needs are done and whose `if` holds: evaluate its `with:` and
+    `secrets:`, check them against the called workflow, and add the called jobs."""
+    from opencodehub.actions.expressions import ExpressionError, to_string
+
+    now = utcnow()
+    # A compare-and-set, so that two workers advancing the run add the called jobs once.
+    taken = session.execute(
+        update(WorkflowJob)
+        .where(
+            WorkflowJob.id == call.id,
+            WorkflowJob.status == JobStatus.WAITING,
+            WorkflowJob.started_at.is_(None),
+        )
+        .values(started_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:
+        session.refresh(call)
+        return
+    call.started_at = now
+    call_info = reusable.calls_of(run.workflow_data or {}).get(reusable.call_path(call.job_key))
+    definition = _definition(run, call.job_key)
+    where = f"job '{call.name}'"
+    try:
+        if not call_info:
+            raise ValueError("the called workflow is missing from the run")
+        called = reusable.parse_data(str(call_info["label"]), call_info["data"])
+        spec = called.call
+        with_ = definition.get("with") or {}
+        inputs: dict[str, Any] = {}
+        for name, item in spec.inputs.items():
+            given = name in with_
+            value = _evaluate(with_[name], contexts) if given else None
+            if not given and isinstance(item.default, str) and "${{" in item.default:
+                value, given = _evaluate(item.default, contexts), True
+            inputs[name] = item.coerce(value, given)
+        parent_secrets = _job_secrets(session, settings, run, call.job_key)
+        raw_secrets = definition.get("secrets")
+        if raw_secrets == "inherit":
+            secrets = dict(parent_secrets)
+        else:
+            scope = {**contexts, "secrets": parent_secrets}
+            secrets = {
+                str(name): to_string(_evaluate(expr, scope))
+                for name, expr in (raw_secrets or {}).items()
+            }
+        missing = [n for n, required in spec.secrets.items() if required and not secrets.get(n)]
+        if missing:
+            raise ValueError(f"secret '{missing[0]}' of '{call_info['label']}' is required")
+        secrets.pop("GITHUB_TOKEN", None)
+        call.outputs = {reusable.CALL_FRAME: reusable.encrypt_frame(settings, inputs, secrets)}
+        prefix = _inner_prefix(call, jobs)
+        inner_contexts = {**_base_contexts(session, settings, run), "inputs": inputs}
+        rows = _job_rows(
+            settings,
+            run,
+            called,
+            inner_contexts,
+            prefix=prefix,
+            name_prefix=f"{call.name} / ",
+            existing=len(jobs),
+            caller_permissions=dict(call.permissions or {}),
+        )
+    except (ValueError, ExpressionError) as exc:
+        _finish_job(call, Conclusion.FAILURE, error=f"{where}: {exc}")
+        session.flush()
+        return
+    session.add_all(rows)
+    session.flush()
+    jobs.extend(rows)
+
+
+def _settle_calls(
+    session: Session, settings: Settings, run: WorkflowRun, jobs: Sequence[WorkflowJob]
+) -> bool:
+    """Complete the call rows whose called jobs all completed (result, then the outputs of
+    `on.workflow_call.outputs`), and cancel what is left of a call row that ended early.
+    True when something changed."""
+    from opencodehub.actions.expressions import ExpressionError, interpolate
+
+    data = run.workflow_data or {}
+    if not reusable.calls_of(data):
+        return False
+    changed = False
+    for call in jobs:
+        if call.started_at is None or not reusable.is_call(data, call.job_key):
+            continue
+        prefix = _inner_prefix(call, jobs)
+        inner = [job for job in jobs if job.job_key.startswith(prefix)]
+        if call.status == JobStatus.COMPLETED:
+            for job in inner:
+                if job.status != JobStatus.COMPLETED:
+                    _cancel_job(session, settings, run, job)
+                    changed = True
+            continue
+        if call.status != JobStatus.WAITING or any(
+            job.status != JobStatus.COMPLETED for job in inner
+        ):
+            continue
+        frame = (call.outputs or {}).get(reusable.CALL_FRAME) or {}
+        direct = [job for job in inner if "/" not in job.job_key[len(prefix) :]]
+        jobs_context = needs_context(direct, sorted({job.job_key for job in direct}))
+        result = _combined([job.conclusion for job in inner]) if inner else "success"
+        conclusion = Conclusion(result)
+        outputs: dict[str, Any] = {}
+        error = None
+        call_info = reusable.calls_of(data).get(reusable.call_path(call.job_key)) or {}
+        declared = ((call_info.get("data") or {}).get("on") or {}).get("workflow_call") or {}
+        scope = {
+            **_base_contexts(session, settings, run),
+            "inputs": dict(frame.get("inputs") or {}),
+            "jobs": jobs_context,
+        }
+        for name, spec in (declared.get("outputs") or {}).items():
+            try:
+                outputs[str(name)] = interpolate(str((spec or {}).get("value", "")), scope)
+            except ExpressionError as exc:
+                conclusion, error = Conclusion.FAILURE, f"outputs.{name}: {exc}"
+        _finish_job(call, conclusion, error=error)
+        call.outputs = {k: str(v)[: 1024 * 1024] for k, v in outputs.items()}
+        changed = True
+    if changed:
+        session.flush()
+    return changed
+
+
+def _require_no_call_frame(job: WorkflowJob) -> None:
+    # A call row's frame (inputs, encrypted secrets) never outlives the call.
+    if job.outputs and reusable.CALL_FRAME in job.outputs:
+        job.outputs = {k: v for k, v in job.outputs.items() if k != reusable.CALL_FRAME}
 
 
 def _fail_run(session: Session, settings: Settings, run: WorkflowRun, error: str) -> WorkflowRun:
@@ -639,7 +870,10 @@ def needs_context(jobs: Sequence[WorkflowJob], needs: Sequence[str]) -> dict[str
         outputs: dict[str, Any] = {}
         for job in group:
             outputs.update(job.outputs or {})
-        context[key] = {"result": _combined([job.conclusion for job in group]), "outputs": outputs}
+        context[reusable.short_key(key)] = {
+            "result": _combined([job.conclusion for job in group]),
+            "outputs": outputs,
+        }
     return context
 
 
@@ -648,7 +882,7 @@ def _if_holds(
 ) -> bool:
     from opencodehub.actions.expressions import evaluate_if
 
-    definition = (run.workflow_data.get("jobs") or {}).get(job.job_key) or {}
+    definition = _definition(run, job.job_key)
     results = [value["result"] for value in needs.values()]
     run_cancelled = run.conclusion == Conclusion.CANCELLED or run.cancel_requested
     status_functions = {
@@ -670,13 +904,14 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
     jobs = session.scalars(
         select(WorkflowJob).where(WorkflowJob.run_id == run.id).order_by(WorkflowJob.id)
     ).all()
+    jobs = list(jobs)
     contexts = None
     changed = True
     while changed:
-        changed = False
-        for job in jobs:
-            if job.status != JobStatus.WAITING:
-                continue
+        changed = _settle_calls(session, settings, run, jobs)
+        for job in list(jobs):
+            if job.status != JobStatus.WAITING or job.started_at is not None:
+                continue  # a started call row waits for its called jobs
             deps = [other for other in jobs if other.job_key in job.needs]
             if any(dep.status != JobStatus.COMPLETED for dep in deps):
                 continue
@@ -684,6 +919,8 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
                 contexts = _base_contexts(session, settings, run)
             needs = needs_context(jobs, job.needs)
             job_contexts = {**contexts, "needs": needs, "matrix": job.matrix}
+            if "/" in job.job_key:
+                job_contexts["inputs"] = _job_inputs(session, run, job.job_key)
             try:
                 holds = _if_holds(run, job, job_contexts, needs)
             except ExpressionError as exc:
@@ -694,6 +931,10 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
                 cancelled = run.cancel_requested
                 _finish_job(job, Conclusion.CANCELLED if cancelled else Conclusion.SKIPPED)
                 _report_status(session, settings, run, job)
+                changed = True
+                continue
+            if reusable.is_call(run.workflow_data or {}, job.job_key):
+                _expand_call(session, settings, run, job, jobs, job_contexts)
                 changed = True
                 continue
             if not _within_max_parallel(run, job, jobs, job_contexts):
@@ -738,7 +979,7 @@ def _within_max_parallel(
 def _max_parallel(run: WorkflowRun, job_key: str, contexts: dict[str, Any]) -> int | None:
     from opencodehub.actions.expressions import ExpressionError
 
-    definition = (run.workflow_data.get("jobs") or {}).get(job_key) or {}
+    definition = _definition(run, job_key)
     strategy = definition.get("strategy")
     if not isinstance(strategy, dict) or strategy.get("max-parallel") is None:
         return None
@@ -761,7 +1002,7 @@ def _job_concurrency_allows(
     `cancel-in-progress` cancels the running one instead of waiting for it."""
     from opencodehub.actions.expressions import interpolate
 
-    definition = (run.workflow_data.get("jobs") or {}).get(job.job_key) or {}
+    definition = _definition(run, job.job_key)
     raw = definition.get("concurrency")
     if raw is None:
         return True
@@ -830,6 +1071,7 @@ def _finish_job(job: WorkflowJob, conclusion: Conclusion, *, error: str | None =
     job.completed_at = now
     if error:
         job.error = error
+    _require_no_call_frame(job)
     tokens.revoke_job_token(job)
 
 
@@ -838,6 +1080,7 @@ def _settle_run(
 ) -> None:
     if run.status == RunStatus.COMPLETED:
         return
+    _settle_calls(session, settings, run, jobs)
     if any(job.status == JobStatus.IN_PROGRESS for job in jobs) and run.status == RunStatus.QUEUED:
         run.status = RunStatus.IN_PROGRESS
         run.run_started_at = run.run_started_at or utcnow()
@@ -870,6 +1113,16 @@ _STATUS_STATES = {
 }
 
 
+def _status_sha(run: WorkflowRun) -> str:
+    """The commit a job's status belongs to: the pull request's head for a `pull_request`
+    run (it runs on the test merge, but reviews and branch protection look at the head)."""
+    if run.event == "pull_request":
+        head = ((run.event_payload or {}).get("pull_request") or {}).get("head") or {}
+        if isinstance(head.get("sha"), str) and head["sha"]:
+            return str(head["sha"])
+    return run.head_sha
+
+
 def _report_status(
     session: Session, settings: Settings, run: WorkflowRun, job: WorkflowJob
 ) -> None:
@@ -879,7 +1132,7 @@ def _report_status(
     except ModuleNotFoundError:
         return
     set_status = getattr(statuses, "set_status", None)
-    if set_status is None:
+    if set_status is None or reusable.is_call(run.workflow_data or {}, job.job_key):
         return
     if job.status == JobStatus.COMPLETED and job.conclusion is not None:
         state, description = _STATUS_STATES[job.conclusion]
@@ -896,7 +1149,7 @@ def _report_status(
             set_status(
                 session,
                 run.repository,
-                run.head_sha,
+                _status_sha(run),
                 state=state,
                 context=f"{run.name} / {job.name}"[:255],
                 description=description,
@@ -977,6 +1230,11 @@ def _runner_may_run(session: Session, runner: Runner, job_id: int) -> bool:
 
 
 def claim_for_runner(session: Session, job_id: int, runner: Runner) -> WorkflowJob | None:
+    # Most ids a poll pops are stale (the job was taken through the database already): one
+    # read settles those before the scope check.
+    job = session.get(WorkflowJob, job_id)
+    if job is None or job.status != JobStatus.QUEUED:
+        return None
     if not _runner_may_run(session, runner, job_id):
         return None
     return claim_job(session, job_id, runner)
@@ -996,14 +1254,31 @@ def start_job(session: Session, settings: Settings, job: WorkflowJob) -> JobSpec
 
 def build_spec(session: Session, settings: Settings, job: WorkflowJob, token: str) -> JobSpec:
     run = job.run
-    jobs = session.scalars(select(WorkflowJob).where(WorkflowJob.run_id == run.id)).all()
-    definition = dict((run.workflow_data.get("jobs") or {}).get(job.job_key) or {})
-    secrets = _secrets(session, settings, run)
+    # Only what the spec uses: the matrix siblings' ids and the rows of the jobs in `needs`
+    # (loading every job of a 200-job matrix on each claim was most of the claim's time).
+    siblings = list(
+        session.scalars(
+            select(WorkflowJob.id)
+            .where(WorkflowJob.run_id == run.id, WorkflowJob.job_key == job.job_key)
+            .order_by(WorkflowJob.id)
+        )
+    )
+    needed = (
+        session.scalars(
+            select(WorkflowJob).where(
+                WorkflowJob.run_id == run.id, WorkflowJob.job_key.in_(list(job.needs))
+            )
+        ).all()
+        if job.needs
+        else []
+    )
+    definition = dict(_definition(run, job.job_key))
+    secrets = _job_secrets(session, settings, run, job.job_key)
     secrets["GITHUB_TOKEN"] = token
-    siblings = sorted((j for j in jobs if j.job_key == job.job_key), key=lambda j: j.id)
+    defining = reusable.workflow_mapping(run.workflow_data or {}, job.job_key)
     strategy_raw = definition.get("strategy") or {}
     github = github_context(settings, run)
-    github["job"] = job.job_key
+    github["job"] = reusable.short_key(job.job_key)
     github["token"] = token
     return JobSpec(
         job_id=job.id,
@@ -1015,8 +1290,8 @@ def build_spec(session: Session, settings: Settings, job: WorkflowJob, token: st
         job_key=job.job_key,
         job_name=job.name,
         job=definition,
-        workflow_env=dict(run.workflow_data.get("env") or {}),
-        workflow_defaults=dict(run.workflow_data.get("defaults") or {}),
+        workflow_env=dict(defining.get("env") or {}),
+        workflow_defaults=dict(defining.get("defaults") or {}),
         contexts=JobContexts(
             github=github,
             vars=_variables(session, run.repository_id),
@@ -1026,7 +1301,7 @@ def build_spec(session: Session, settings: Settings, job: WorkflowJob, token: st
                 "fail-fast": bool(strategy_raw.get("fail-fast", True))
                 if isinstance(strategy_raw, dict)
                 else True,
-                "job-index": siblings.index(job) if job in siblings else 0,
+                "job-index": siblings.index(job.id) if job.id in siblings else 0,
                 "job-total": len(siblings),
                 "max-parallel": (
                     min(int(strategy_raw["max-parallel"]), len(siblings))
@@ -1035,8 +1310,8 @@ def build_spec(session: Session, settings: Settings, job: WorkflowJob, token: st
                     else len(siblings)
                 ),
             },
-            needs=needs_context(jobs, job.needs),
-            inputs=dict(run.inputs or {}),
+            needs=needs_context(needed, job.needs),
+            inputs=_job_inputs(session, run, job.job_key),
         ),
         server_url=settings.effective_base_url,
         api_url=f"{settings.effective_base_url}/api/v3",
@@ -1110,7 +1385,8 @@ def update_step(
         step.status = JobStatus.COMPLETED
         step.conclusion = Conclusion(conclusion) if conclusion else Conclusion.SUCCESS
         step.completed_at = step.completed_at or now
-    else:
+    elif step.status != JobStatus.COMPLETED:
+        # A start sent again after a lost answer may arrive after the step's end.
         step.status = JobStatus.IN_PROGRESS
     session.flush()
     return step
@@ -1128,10 +1404,56 @@ def add_annotation(
     session.flush()
 
 
+def read_committed(session: Session) -> None:
+    """Called first in a unit of work that ends jobs: MariaDB's REPEATABLE READ would keep
+    showing, after `lock_run` waited for another ending, the snapshot taken before it (the
+    other job still running). PostgreSQL reads committed rows already; SQLite has one writer."""
+    if session.get_bind().dialect.name == "mysql":
+        session.connection(execution_options={"isolation_level": "READ COMMITTED"})
+
+
+def lock_run(session: Session, run_id: int) -> None:
+    """Jobs of one run end one at a time. Two jobs ending at once in separate transactions
+    would each see the other still running, and neither would complete the run (it stayed
+    `in_progress` for good). The run's row is locked before the ending job's own row is
+    written, so two endings cannot deadlock, and it is read afresh."""
+    from sqlalchemy.orm import lazyload
+
+    with session.no_autoflush:
+        session.scalar(
+            select(WorkflowRun)
+            .options(lazyload("*"))  # an eager outer join cannot be locked
+            .where(WorkflowRun.id == run_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
+
+def _still_running(session: Session, job: WorkflowJob) -> bool:
+    """Under the run's lock: whether the job is still running on the same runner (a completion
+    sent twice at once, or the reaper and the runner's completion, end it once)."""
+    row = session.execute(
+        select(WorkflowJob.status, WorkflowJob.runner_id)
+        .where(WorkflowJob.id == job.id)
+        .with_for_update()
+    ).one_or_none()
+    return row is not None and row[0] == JobStatus.IN_PROGRESS and row[1] == job.runner_id
+
+
 def complete_job(
-    session: Session, settings: Settings, job: WorkflowJob, result: JobResult
+    session: Session,
+    settings: Settings,
+    job: WorkflowJob,
+    result: JobResult,
+    tail: LogBatch | None = None,
 ) -> WorkflowJob:
-    """The runner's result: outputs, step states, the job's conclusion; then the graph moves."""
+    """The runner's result (and its last log lines): outputs, step states, the job's
+    conclusion; then the graph moves."""
+    lock_run(session, job.run_id)
+    if not _still_running(session, job):
+        raise NotFound("The runner does not hold this job.")
+    if tail is not None:
+        logs.append(session, job, tail.start, tail.lines)
     job.outputs = {str(k)[:255]: str(v)[: 1024 * 1024] for k, v in result.outputs.items()}
     for step in result.steps:
         update_step(session, job, step.index, step.name, "completed", step.conclusion)
@@ -1155,8 +1477,35 @@ def _after_job(session: Session, settings: Settings, job: WorkflowJob) -> None:
     if job.conclusion == Conclusion.FAILURE:
         _fail_fast(session, settings, run, job)
     _release_runner(session, job)
-    advance(session, settings, run)
+    if _run_may_move(session, run):
+        advance(session, settings, run)
     _start_next_in_job_group(session, settings, job)
+
+
+def _run_may_move(session: Session, run: WorkflowRun) -> bool:
+    """Whether `advance` has anything to do after one of the run's jobs ended: a job waits
+    (on needs, max-parallel or a group), the run must be settled (its last job ended), or it
+    is not marked started yet. Otherwise it would re-read every job of the run for nothing,
+    which dominated completing a job of a large matrix."""
+    # Under the run's lock (`lock_run`). MariaDB reads at REPEATABLE READ from a snapshot
+    # taken before the lock: only a locking read there sees the job another ending committed.
+    locking = session.get_bind().dialect.name == "mysql"
+    may_move = run.status != RunStatus.IN_PROGRESS
+    if not may_move:
+        query = select(WorkflowJob.status).where(WorkflowJob.run_id == run.id)
+        statuses = list(session.scalars(query.with_for_update(read=True) if locking else query))
+        may_move = JobStatus.WAITING in statuses or all(
+            status == JobStatus.COMPLETED for status in statuses
+        )
+    if may_move:
+        # `advance` reads every job of the run: give it their committed states.
+        jobs = select(WorkflowJob).where(WorkflowJob.run_id == run.id)
+        session.scalars(
+            (jobs.with_for_update(read=True) if locking else jobs).execution_options(
+                populate_existing=True
+            )
+        ).all()
+    return may_move
 
 
 def _release_runner(session: Session, job: WorkflowJob) -> None:
@@ -1174,7 +1523,7 @@ def _release_runner(session: Session, job: WorkflowJob) -> None:
 
 
 def _fail_fast(session: Session, settings: Settings, run: WorkflowRun, failed: WorkflowJob) -> None:
-    definition = (run.workflow_data.get("jobs") or {}).get(failed.job_key) or {}
+    definition = _definition(run, failed.job_key)
     strategy = definition.get("strategy") or {}
     if not isinstance(strategy, dict) or not strategy.get("matrix"):
         return
@@ -1231,6 +1580,9 @@ def unclaim_job(session: Session, settings: Settings, runner: Runner, job_id: in
 def release_job(session: Session, settings: Settings, job: WorkflowJob, reason: str) -> bool:
     """A job a runner gives back (shutting down) or lost (reaper): queued again once when no
     step started, else failed with `reason`. True when queued again."""
+    lock_run(session, job.run_id)
+    if not _still_running(session, job):
+        return False
     started = session.scalar(select(func.count()).where(JobStep.job_id == job.id))
     if not started and job.requeues < MAX_REQUEUES and not job.cancel_requested:
         now = utcnow()
@@ -1296,33 +1648,19 @@ def rerun(session: Session, settings: Settings, actor: Actor, run: WorkflowRun) 
     run.triggering_actor_id = actor.user_id
     workflow = _rebuild(run)
     contexts = _base_contexts(session, settings, run)
-    from opencodehub.actions.expressions import ExpressionError
-    from opencodehub.actions.workflow import job_display_name
-
-    new_jobs: list[WorkflowJob] = []
-    for key, job in workflow.jobs.items():
-        try:
-            combos = _expand(job, contexts)
-        except (ValueError, ExpressionError) as exc:
-            return _fail_run(session, settings, run, f"{run.workflow_path}: job '{key}': {exc}")
-        permissions = tokens.resolve_permissions(
-            workflow.permissions, job.permissions, read_only=run.is_fork
+    try:
+        new_jobs = _job_rows(
+            settings,
+            run,
+            workflow,
+            contexts,
+            prefix="",
+            name_prefix="",
+            existing=0,
+            caller_permissions=None,
         )
-        for combo in combos:
-            job_contexts = {**contexts, "matrix": combo}
-            new_jobs.append(
-                WorkflowJob(
-                    run_id=run.id,
-                    repository_id=run.repository_id,
-                    job_key=key,
-                    name=job_display_name(job, combo, job_contexts)[:512],
-                    matrix=_json_safe(combo),
-                    needs=list(job.needs),
-                    runs_on=_labels(job, job_contexts),
-                    status=JobStatus.WAITING,
-                    permissions=permissions,
-                )
-            )
+    except _JobsError as exc:
+        return _fail_run(session, settings, run, str(exc))
     session.add_all(new_jobs)
     session.flush()
     _apply_concurrency(session, settings, run)
@@ -1336,7 +1674,7 @@ def _rebuild(run: WorkflowRun) -> Any:
 
     from opencodehub.actions.workflow import parse_workflow
 
-    text = yaml.safe_dump(run.workflow_data, sort_keys=False)
+    text = yaml.safe_dump(reusable.without_calls(run.workflow_data), sort_keys=False)
     return parse_workflow(run.workflow_path, text)
 
 
@@ -1439,11 +1777,16 @@ def list_runs(
 
 
 def run_jobs(session: Session, run: WorkflowRun) -> list[WorkflowJob]:
-    return list(
-        session.scalars(
+    """The run's jobs as GitHub lists them: a job calling a reusable workflow shows as the
+    called workflow's jobs (`caller / called`), not as a job of its own."""
+    data = run.workflow_data or {}
+    return [
+        job
+        for job in session.scalars(
             select(WorkflowJob).where(WorkflowJob.run_id == run.id).order_by(WorkflowJob.id)
         )
-    )
+        if not reusable.is_call(data, job.job_key)
+    ]
 
 
 def job_steps(session: Session, job: WorkflowJob) -> list[JobStep]:
@@ -1639,13 +1982,21 @@ def _commit_summary(settings: Settings, repository_id: int, sha: str) -> str:
 def handle_pull_request(
     session: Session, settings: Settings, payload: dict[str, Any]
 ) -> list[WorkflowRun]:
-    """The `pull_request` event (pulls service): runs on the head commit; a head in a fork runs
-    without secrets and with a read-only token."""
+    """The pulls service's `pull_request` event, for two workflow events:
+
+    - `pull_request` runs on `refs/pull/{n}/merge`, the test merge of the head into the base's
+      tip (written here if the pull requests job has not yet): workflows are read from it and
+      `GITHUB_SHA` is it. A pull request that conflicts has no merge commit and gets no run,
+      as on GitHub. A head in a fork runs without secrets and with a read-only token.
+    - `pull_request_target` runs in the base: workflows from the base branch's tip, which is
+      `GITHUB_SHA`, `GITHUB_REF` the base branch, with secrets and the workflow's token even
+      for a fork (which is why its workflow never comes from the head)."""
     if not settings.actions_enabled:
         return []
     repository = session.get(Repository, int(payload["repository_id"]))
     if repository is None or repository.is_archived:
         return []
+    from opencodehub.pulls import merge as pull_merge
     from opencodehub.pulls.models import PullRequest
 
     pull = session.get(PullRequest, int(payload["pull_request_id"]))
@@ -1657,32 +2008,83 @@ def handle_pull_request(
     title = pull.issue.title if pull.issue is not None else ""
     base_ref = str(payload.get("base_ref") or pull.base_ref)
     head_ref = str(payload.get("head_ref") or pull.head_ref)
-    trigger = Trigger(
-        event="pull_request",
-        trigger_key=f"pr:{pull.id}:{action}"[:128],
-        head_sha=head_sha,
-        head_ref=f"refs/pull/{pull.number}/merge",
-        actor_id=payload.get("actor_id"),
-        payload={
-            "action": action,
+    git = store.open_repository(settings, repository.id)
+    try:
+        base_tip = git.references.get(f"refs/heads/{base_ref}")
+        base_sha = str(base_tip.peel(pygit2.Commit).id) if base_tip is not None else pull.base_sha
+    except (ValueError, pygit2.GitError):
+        base_sha = pull.base_sha
+    head_repository = (
+        session.get(Repository, pull.head_repository_id) if pull.head_repository_id else None
+    )
+    event_payload = {
+        "action": action,
+        "number": pull.number,
+        "pull_request": {
+            "id": pull.id,
             "number": pull.number,
-            "pull_request": {
-                "id": pull.id,
-                "number": pull.number,
-                "title": title,
-                "head": {"ref": head_ref, "sha": head_sha},
-                "base": {"ref": base_ref, "sha": pull.base_sha},
-                "merged": bool(payload.get("merged")),
+            "title": title,
+            "head": {
+                "ref": head_ref,
+                "sha": head_sha,
+                "repo": {"full_name": head_repository.full_name} if head_repository else None,
             },
-            "repository": {"id": repository.id, "full_name": repository.full_name},
+            "base": {
+                "ref": base_ref,
+                "sha": base_sha,
+                "repo": {"full_name": repository.full_name},
+            },
+            "merged": bool(payload.get("merged")),
         },
-        is_fork=is_fork,
+        "repository": {"id": repository.id, "full_name": repository.full_name},
+    }
+    changed = changed_paths(settings, repository.id, pull.base_sha, head_sha)
+    created: list[WorkflowRun] = []
+
+    merge_sha: str | None
+    merge_ref = pull_merge.test_merge_ref(pull.number)
+    if action == "closed" or pull.merged or not pull.is_open:
+        existing = git.references.get(merge_ref)
+        merge_sha = str(existing.target) if existing is not None else head_sha
+    else:
+        try:
+            merge_sha = pull_merge.update_test_merge(
+                settings, repository.id, pull.number, base_sha, head_sha
+            )
+        except pull_merge.RefMoved:
+            existing = git.references.get(merge_ref)
+            merge_sha = str(existing.target) if existing is not None else None
+    if merge_sha is not None:
+        trigger = Trigger(
+            event="pull_request",
+            trigger_key=f"pr:{pull.id}:{action}"[:128],
+            head_sha=merge_sha,
+            head_ref=merge_ref,
+            actor_id=payload.get("actor_id"),
+            payload=event_payload,
+            is_fork=is_fork,
+            display_title=title,
+            action=action,
+            base_ref=base_ref,
+            changed=changed,
+        )
+        created.extend(runs_for_trigger(session, settings, repository, trigger))
+
+    target = Trigger(
+        event="pull_request_target",
+        trigger_key=f"prt:{pull.id}:{action}:{head_sha}"[:128],
+        head_sha=base_sha,
+        head_ref=f"refs/heads/{base_ref}",
+        actor_id=payload.get("actor_id"),
+        payload=event_payload,
+        is_fork=False,
         display_title=title,
         action=action,
         base_ref=base_ref,
-        changed=changed_paths(settings, repository.id, pull.base_sha, head_sha),
+        changed=changed,
     )
-    return runs_for_trigger(session, settings, repository, trigger)
+    created.extend(runs_for_trigger(session, settings, repository, target))
+    return created
 
 
 # Schedules --------------------------------------------------------------------------------------

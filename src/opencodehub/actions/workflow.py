@@ -22,16 +22,21 @@ from opencodehub.actions.filters import (
 )
 
 __all__ = [
+    "CallInput",
     "Concurrency",
     "DispatchInput",
     "Job",
     "PullRequestTrigger",
     "PushTrigger",
+    "ReusableRef",
     "Step",
     "Workflow",
+    "WorkflowCall",
     "WorkflowError",
     "WorkflowIssue",
+    "check_call",
     "load_yaml",
+    "parse_uses",
     "parse_workflow",
 ]
 
@@ -260,6 +265,90 @@ class Concurrency:
 
 
 @dataclass
+class CallInput:
+    """An input of `on.workflow_call`: typed (string, boolean, number), as GitHub types them."""
+
+    name: str
+    type: str = "string"
+    description: str = ""
+    required: bool = False
+    default: Any = None
+
+    def coerce(self, value: Any, given: bool) -> Any:
+        """The value a caller's `with:` gives (after evaluation); ValueError for a value of
+        the wrong type. `given` is False when the caller left the input out."""
+        if not given:
+            if self.default is not None:
+                return self.default
+            return {"boolean": False, "number": 0}.get(self.type, "")
+        if self.type == "boolean":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+                return value.strip().lower() == "true"
+            raise ValueError(f"input '{self.name}' must be a boolean, got {value!r}")
+        if self.type == "number":
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return value
+            try:
+                num = float(str(value))
+            except ValueError:
+                raise ValueError(f"input '{self.name}' must be a number, got {value!r}") from None
+            return int(num) if num.is_integer() else num
+        if isinstance(value, dict | list):
+            raise ValueError(f"input '{self.name}' must be a string")
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return "" if value is None else str(value)
+
+
+@dataclass
+class WorkflowCall:
+    """`on.workflow_call`: what a reusable workflow takes and gives."""
+
+    inputs: dict[str, CallInput] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)  # name -> value expression
+    secrets: dict[str, bool] = field(default_factory=dict)  # name -> required
+
+
+@dataclass(frozen=True)
+class ReusableRef:
+    """A job-level `uses:`: `./.github/workflows/x.yml` (same repository, same commit) or
+    `owner/repo/.github/workflows/x.yml@ref`."""
+
+    path: str
+    owner: str | None = None
+    repo: str | None = None
+    ref: str | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.owner is None
+
+
+_REUSABLE_LOCAL = re.compile(r"\./(\.github/workflows/[A-Za-z0-9_.-]+\.ya?ml)")
+_REUSABLE_REMOTE = re.compile(
+    r"([A-Za-z0-9][A-Za-z0-9_.-]{0,99})/([A-Za-z0-9_.-]{1,100})/"
+    r"(\.github/workflows/[A-Za-z0-9_.-]+\.ya?ml)@([^\s@~^:?*\[\\]{1,255})"
+)
+
+
+def parse_uses(uses: str) -> ReusableRef:
+    """The reference of a job-level `uses:`; ValueError says what is wrong with it."""
+    text = uses.strip()
+    m = _REUSABLE_LOCAL.fullmatch(text)
+    if m:
+        return ReusableRef(path=m[1])
+    m = _REUSABLE_REMOTE.fullmatch(text)
+    if m and ".." not in m[4] and not m[4].startswith("-"):
+        return ReusableRef(path=m[3], owner=m[1], repo=m[2], ref=m[4])
+    raise ValueError(
+        f"invalid reusable workflow reference '{uses}': use "
+        "./.github/workflows/FILE.yml or OWNER/REPO/.github/workflows/FILE.yml@REF"
+    )
+
+
+@dataclass
 class Step:
     index: int
     id: str | None = None
@@ -304,6 +393,9 @@ class Job:
     permissions: Any = None
     concurrency: Concurrency | None = None
     environment: Any = None
+    uses: str | None = None  # a reusable workflow this job calls
+    with_: dict[str, Any] = field(default_factory=dict)
+    secrets: Any = None  # "inherit" or a mapping of name -> expression
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -337,6 +429,7 @@ class Workflow:
     pull_request: PullRequestTrigger | None = None
     pull_request_target: PullRequestTrigger | None = None
     dispatch_inputs: dict[str, DispatchInput] | None = None  # None: no workflow_dispatch
+    call: WorkflowCall | None = None  # None: no workflow_call
     schedules: list[str] = field(default_factory=list)
     env: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -344,6 +437,13 @@ class Workflow:
     permissions: Any = None
     jobs: dict[str, Job] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    marks: dict[Path_, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    def issue(self, path: Path_, message: str, key: bool = False) -> WorkflowIssue:
+        """An issue positioned at `path` of this workflow's file."""
+        v = _Validator(self.path, self.marks)
+        v.error(path, message, key)
+        return v.issues[0]
 
     def triggered_by(self, event: str) -> bool:
         return event in self.events
@@ -423,6 +523,13 @@ PERMISSION_SCOPES = {
     "security-events", "statuses",
 }  # fmt: skip
 JOB_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+# The keys a job calling a reusable workflow may have (GitHub's list).
+CALLER_JOB_KEYS = {
+    "name", "uses", "with", "secrets", "needs", "if", "permissions", "strategy", "concurrency",
+}  # fmt: skip
+CALL_KEYS = {"inputs", "outputs", "secrets"}
+CALL_INPUT_KEYS = {"description", "required", "default", "type"}
+CALL_INPUT_TYPES = {"string", "boolean", "number"}
 
 
 class _Validator:
@@ -640,6 +747,8 @@ class _Validator:
                 wf.dispatch_inputs = self.inputs(cfg.get("inputs"), (*epath, "inputs"))
             elif name == "schedule":
                 self.schedule(wf, config, epath)
+            elif name == "workflow_call":
+                wf.call = self.workflow_call(config, epath)
             elif config is not None and not isinstance(config, dict):
                 self.error(epath, f"'{name}' must be a mapping")
 
@@ -675,6 +784,64 @@ class _Validator:
                     self.error((*ipath, "default"), f"invalid default: {exc}")
             out[name] = item
         return out
+
+    def workflow_call(self, value: Any, path: Path_) -> WorkflowCall:
+        cfg = self.mapping(value, path)
+        self.keys(cfg, CALL_KEYS, path)
+        call = WorkflowCall()
+        ipath = (*path, "inputs")
+        for name, spec in self.mapping(cfg.get("inputs"), ipath).items():
+            spath = (*ipath, name)
+            if not JOB_ID.fullmatch(name):
+                self.error(spath, f"invalid input name '{name}'", True)
+            item = self.mapping(spec, spath, allow_none=False)
+            self.keys(item, CALL_INPUT_KEYS, spath)
+            kind = item.get("type")
+            if kind not in CALL_INPUT_TYPES:
+                self.error((*spath, "type") if "type" in item else spath,
+                           f"input '{name}' needs a 'type': boolean, number or string")  # fmt: skip
+                kind = "string"
+            required = item.get("required", False)
+            if not isinstance(required, bool):
+                self.error((*spath, "required"), "'required' must be a boolean")
+                required = False
+            default = item.get("default")
+            if isinstance(default, str) and "${{" in default:
+                self.expressions(default, (*spath, "default"))
+            elif default is not None:
+                ok = {
+                    "boolean": isinstance(default, bool),
+                    "number": isinstance(default, int | float) and not isinstance(default, bool),
+                    "string": isinstance(default, str | int | float),
+                }[kind]
+                if not ok:
+                    self.error((*spath, "default"), f"the default of '{name}' must be a {kind}")
+            call.inputs[name] = CallInput(
+                name=name,
+                type=kind,
+                description=str(item.get("description") or ""),
+                required=required,
+                default=default,
+            )
+        opath = (*path, "outputs")
+        for name, spec in self.mapping(cfg.get("outputs"), opath).items():
+            spath = (*opath, name)
+            item = self.mapping(spec, spath, allow_none=False)
+            self.keys(item, {"description", "value"}, spath)
+            text = self.string(item.get("value"), (*spath, "value"), allow_none=False)
+            if text is not None:
+                self.expressions(text, (*spath, "value"))
+                call.outputs[name] = text
+        spath_ = (*path, "secrets")
+        for name, spec in self.mapping(cfg.get("secrets"), spath_).items():
+            item = self.mapping(spec, (*spath_, name))
+            self.keys(item, {"description", "required"}, (*spath_, name))
+            required = item.get("required", False)
+            if not isinstance(required, bool):
+                self.error((*spath_, name, "required"), "'required' must be a boolean")
+                required = False
+            call.secrets[name] = required
+        return call
 
     def schedule(self, wf: Workflow, value: Any, path: Path_) -> None:
         from croniter import croniter
@@ -749,7 +916,10 @@ class _Validator:
         job.needs = self.string_list(cfg.get("needs"), (*path, "needs")) or []
         job.if_ = self.condition(cfg.get("if"), (*path, "if"))
         if "uses" in cfg:
-            self.error((*path, "uses"), "reusable workflows (job-level 'uses') are not supported")
+            return self.caller_job(job, cfg, path)
+        for k in ("with", "secrets"):
+            if k in cfg:
+                self.error((*path, k), f"'{k}' is only valid in a job with 'uses'", True)
         runs_on = cfg.get("runs-on")
         if runs_on is None:
             if "uses" not in cfg:
@@ -800,6 +970,44 @@ class _Validator:
                             self.error((*path, "steps", i, "id"), f"duplicate step id '{step.id}'")
                         ids.add(step.id)
                     job.steps.append(step)
+        return job
+
+    def caller_job(self, job: Job, cfg: dict[str, Any], path: Path_) -> Job:
+        """A job calling a reusable workflow: `uses`, `with`, `secrets` and the few keys such
+        a job may have besides."""
+        for k in cfg:
+            if k not in CALLER_JOB_KEYS:
+                self.error((*path, k),
+                           f"'{k}' is not allowed in a job that calls a reusable workflow",
+                           key=True)  # fmt: skip
+        uses = self.string(cfg.get("uses"), (*path, "uses"), allow_none=False)
+        if uses is not None:
+            try:
+                parse_uses(uses)
+            except ValueError as exc:
+                self.error((*path, "uses"), str(exc))
+            job.uses = uses.strip()
+        with_ = self.mapping(cfg.get("with"), (*path, "with"))
+        for k, v in with_.items():
+            if isinstance(v, dict | list):
+                self.error((*path, "with", k), f"input '{k}' must be a string, number or boolean")
+            elif isinstance(v, str):
+                self.expressions(v, (*path, "with", k))
+        job.with_ = with_
+        secrets = cfg.get("secrets")
+        if secrets == "inherit":
+            job.secrets = "inherit"
+        elif secrets is not None:
+            mapping = self.mapping(secrets, (*path, "secrets"))
+            for k, v in mapping.items():
+                text = self.string(v, (*path, "secrets", k), allow_none=False)
+                if text is not None:
+                    self.expressions(text, (*path, "secrets", k))
+            job.secrets = {k: str(v) for k, v in mapping.items() if v is not None}
+        job.permissions = self.permissions(cfg.get("permissions"), (*path, "permissions"))
+        job.concurrency = self.concurrency(cfg.get("concurrency"), (*path, "concurrency"))
+        if "strategy" in cfg:
+            job.strategy = self.strategy(cfg["strategy"], (*path, "strategy"))
         return job
 
     def container(self, value: Any, path: Path_, service: bool = False) -> Any:
@@ -934,7 +1142,12 @@ def parse_workflow(path: str, text: str) -> Workflow:
         raise WorkflowError(v.issues)
     v.keys(data, WORKFLOW_KEYS, ())
     default_name = path.rsplit("/", 1)[-1] if path else "workflow"
-    wf = Workflow(path=path, name=v.string(data.get("name"), ("name",)) or default_name, raw=data)
+    wf = Workflow(
+        path=path,
+        name=v.string(data.get("name"), ("name",)) or default_name,
+        raw=data,
+        marks=marks,
+    )
     wf.run_name = v.string(data.get("run-name"), ("run-name",))
     if wf.run_name:
         v.expressions(wf.run_name, ("run-name",))
@@ -957,6 +1170,52 @@ def parse_workflow(path: str, text: str) -> Workflow:
         v.issues.sort(key=lambda i: (i.line, i.column))
         raise WorkflowError(v.issues)
     return wf
+
+
+def check_call(caller: Workflow, job: Job, called: Workflow, where: str) -> list[WorkflowIssue]:
+    """What is wrong with `job` (of `caller`) calling `called` (found at `where`), as far as
+    can be told before anything runs: a workflow without `workflow_call`, unknown or missing
+    required inputs, literal inputs of the wrong type, unknown or missing required secrets.
+    Positions are in the caller's file."""
+    base: Path_ = ("jobs", job.key)
+    if called.call is None:
+        return [
+            caller.issue(
+                (*base, "uses"),
+                f"'{where}' is not a reusable workflow: it has no 'on.workflow_call'",
+            )
+        ]
+    issues: list[WorkflowIssue] = []
+    for name, value in job.with_.items():
+        spec = called.call.inputs.get(name)
+        if spec is None:
+            issues.append(
+                caller.issue((*base, "with", name), f"unknown input '{name}' of '{where}'", True)
+            )
+        elif not (isinstance(value, str) and "${{" in value):
+            try:
+                spec.coerce(value, True)
+            except ValueError as exc:
+                issues.append(caller.issue((*base, "with", name), str(exc)))
+    for name, spec in called.call.inputs.items():
+        if spec.required and name not in job.with_ and spec.default is None:
+            issues.append(caller.issue((*base, "uses"), f"input '{name}' of '{where}' is required"))
+    if isinstance(job.secrets, dict):
+        for name in job.secrets:
+            if name not in called.call.secrets:
+                issues.append(
+                    caller.issue(
+                        (*base, "secrets", name), f"unknown secret '{name}' of '{where}'", True
+                    )
+                )
+    if job.secrets != "inherit":
+        given = job.secrets if isinstance(job.secrets, dict) else {}
+        for name, required in called.call.secrets.items():
+            if required and name not in given:
+                issues.append(
+                    caller.issue((*base, "uses"), f"secret '{name}' of '{where}' is required")
+                )
+    return issues
 
 
 def job_display_name(job: Job, matrix: dict[str, Any] | None, contexts: dict[str, Any]) -> str:

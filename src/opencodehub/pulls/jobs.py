@@ -2,7 +2,8 @@
 
 `pull-requests` follows the `push` events: a push to a pull request's head synchronizes it
 (fetching the commits into the base repository, recording force pushes), and a push to its head
-or base recomputes its mergeability in memory. It also polls, every few seconds, the open pull
+or base recomputes its mergeability in memory and moves `refs/pull/{n}/merge` (the test merge
+`pull_request` workflows run on). It also polls, every few seconds, the open pull
 requests with auto-merge on and merges those whose branch protection is now satisfied (reviews
 and commit statuses change without a push, and a poll needs no event from either). Every step
 re-reads the database, so running it on several workers at once is safe: the merge itself is a
@@ -14,11 +15,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pygit2
+
+from opencodehub.config import Settings
 from opencodehub.core.background import WorkerContext, background_job
 from opencodehub.core.logging import get_logger
-from opencodehub.pulls import service
+from opencodehub.pulls import merge, service
 from opencodehub.pulls.models import PullRequest
-from opencodehub.repos import forks
+from opencodehub.repos import forks, store
 
 log = get_logger("opencodehub.pulls.jobs")
 
@@ -45,6 +49,8 @@ def process_push(context: WorkerContext, payload: dict[str, Any]) -> int:
             pusher_id if isinstance(pusher_id, int) else None,
             events=context.events,
         )
+        for pull in touched:
+            refresh_test_merge(context.settings, pull)
         merged = 0
         for pull in touched:
             if pull.auto_merge_method and service.try_auto_merge(
@@ -52,6 +58,26 @@ def process_push(context: WorkerContext, payload: dict[str, Any]) -> int:
             ):
                 merged += 1
         return len(touched) + merged
+
+
+def refresh_test_merge(settings: Settings, pull: PullRequest) -> str | None:
+    """Move `refs/pull/{n}/merge` to the test merge of the head into the base's tip (or
+    remove it when they conflict); what `pull_request` workflows run on. Never raises: a
+    failure here must not stop the push handling."""
+    if not pull.is_open or pull.merged:
+        return None
+    try:
+        git = store.open_repository(settings, pull.repository_id)
+        base = git.references.get(f"refs/heads/{pull.base_ref}")
+        if base is None:
+            return None
+        base_sha = str(base.peel(pygit2.Commit).id)
+        return merge.update_test_merge(
+            settings, pull.repository_id, pull.number, base_sha, pull.head_sha
+        )
+    except Exception:
+        log.exception("the test merge could not be written", pull_request_id=pull.id)
+        return None
 
 
 def poll_auto_merge(context: WorkerContext) -> int:

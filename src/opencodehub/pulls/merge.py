@@ -10,6 +10,7 @@ us fails cleanly instead of losing the commit someone else pushed.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,49 @@ def rebase_commits(
         oid = git.create_commit(None, commit.author, committer, commit.message, tree, [tip.id])
         tip = _commit(git, str(oid))
     return str(tip.id)
+
+
+# The test merge ---------------------------------------------------------------------------------
+
+
+def test_merge_ref(number: int) -> str:
+    return f"refs/pull/{number}/merge"
+
+
+def update_test_merge(
+    settings: Settings, repository_id: int, number: int, base_sha: str, head_sha: str
+) -> str | None:
+    """GitHub's `refs/pull/{n}/merge`: a merge commit of head into base (parents: base, head),
+    written without a work tree. Returns its sha, or None when head and base conflict (the ref
+    is then removed, so nothing runs on a stale merge). The commit's author, committer and
+    time come from the two commits only, so every worker writing it for the same pair of
+    commits writes the same object, and the ref moves once."""
+    git = store.open_repository(settings, repository_id)
+    ref = test_merge_ref(number)
+    try:
+        base, head = _commit(git, base_sha), _commit(git, head_sha)
+        tree = _merged_tree(git, base_sha, head_sha)
+    except (MergeConflict, KeyError, ValueError, pygit2.GitError):
+        tree = None
+    if tree is None:
+        if git.references.get(ref) is not None:
+            with contextlib.suppress(RefMoved):  # already gone
+                update_ref(settings, repository_id, ref, ZERO_SHA, None)
+        return None
+    when = max(base.commit_time, head.commit_time)
+    signature = pygit2.Signature("OpenCodeHub", "noreply@opencodehub.invalid", when, 0)
+    oid = git.create_commit(
+        None,
+        signature,
+        signature,
+        f"Merge {head_sha} into {base_sha}\n",
+        tree,
+        [base.id, head.id],
+    )
+    current = git.references.get(ref)
+    if current is None or str(current.target) != str(oid):
+        update_ref(settings, repository_id, ref, str(oid), None)
+    return str(oid)
 
 
 # Refs ------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Threads: one polls (only while a slot is free), one sends heartbeats for every running job
 (and learns of cancellations from the answers), one per running job, and one per job that
-batches its log lines (sent every ~100 ms or 100 lines, retried with the same indices until
-acknowledged, so a retry never duplicates a line). SIGTERM stops polling and lets running jobs
+batches its log lines and step states (sent every ~100 ms or 100 lines, retried with the same
+indices until acknowledged, so a retry never duplicates a line). A short job costs three round
+trips: the claim (which brings the job), its step's start, and its completion (which brings the
+last lines). SIGTERM stops polling and lets running jobs
 finish; past the grace period they are handed back to the server.
 """
 
@@ -25,6 +27,7 @@ import httpx
 from opencodehub.runner.config import RunnerConfig, parse_label
 from opencodehub.runner.jobspec import JobResult
 from opencodehub.runner.protocol import (
+    MAX_STEP_UPDATES,
     PREFIX,
     JobAssignment,
     LogAck,
@@ -117,7 +120,9 @@ class Client:
 
 class Reporter:
     """The engine's JobReporter, sending to the server. Log lines are numbered from 0 and kept
-    until the server acknowledges them."""
+    until the server acknowledges them; step states ride in the same requests (`steps` of a
+    log batch), so a step costs one round trip (its start) and the last lines go with the
+    job's completion (`finish`)."""
 
     def __init__(self, client: Client, job_id: int) -> None:
         self._client = client
@@ -126,11 +131,14 @@ class Reporter:
         self._pending: list[dict[str, Any]] = []
         self._acked = 0  # index of _pending[0]
         self._next = 0
+        # Step states not yet acknowledged, in order; each follows every line pending with it.
+        self._states: list[dict[str, Any]] = []
         self._closed = False
-        # One batch in flight at a time: a step's flush and the timer's flush would otherwise
-        # both post the same lines, and the server would append (and discard) them twice.
+        # One batch in flight at a time: a step's start and the timer would otherwise both
+        # post the same lines, and the server would append (and discard) them twice.
         self._sending = threading.Lock()
         self.lost = False
+        self.requests = 0
         self._thread = threading.Thread(
             target=self._flush_loop, name=f"och-logs-{job_id}", daemon=True
         )
@@ -139,22 +147,27 @@ class Reporter:
     # JobReporter ---------------------------------------------------------------------------
 
     def step_started(self, index: int, name: str) -> None:
-        # Lines still pending here precede the step (the previous step's end flushed its own):
-        # they need not go first, and sparing the round trip shortens every step.
-        self._post(
-            f"/jobs/{self._job_id}/steps", {"index": index, "name": name, "status": "in_progress"}
-        )
+        # Sent before the step runs, and acknowledged: a job whose step started is never
+        # queued again (the reaper fails it instead), so it must not run twice. The lines and
+        # states pending go in the same request.
+        with self._lock:
+            self._states.append({"index": index, "name": name, "status": "in_progress"})
+        self.flush()
 
     def step_finished(self, index: int, name: str, outcome: str, conclusion: str) -> None:
-        self._send_step(
-            {
-                "index": index,
-                "name": name,
-                "status": "completed",
-                "conclusion": conclusion,
-                "outcome": outcome,
-            }
-        )
+        # No round trip of its own: the next batch (within a tick), the next step's start or
+        # the job's completion carries it.
+        with self._lock:
+            self._states.append(
+                {
+                    "index": index,
+                    "name": name,
+                    "status": "completed",
+                    "conclusion": conclusion,
+                    "outcome": outcome,
+                }
+            )
+            self._lock.notify_all()
 
     def log(self, index: int | None, line: str) -> None:
         with self._lock:
@@ -177,23 +190,22 @@ class Reporter:
         if self.lost:
             return
         try:
+            self.requests += 1
             self._client.post(path, body)
         except NotHeld:
             self.lost = True
         except RunnerError:
-            pass  # a state update lost for good; the job's result still carries the steps
-
-    def _send_step(self, body: dict[str, Any]) -> None:
-        self.flush()  # the step's lines first, so a viewer sees them before its end
-        self._post(f"/jobs/{self._job_id}/steps", body)
+            pass  # an annotation lost for good; the job's result does not depend on it
 
     def _flush_loop(self) -> None:
         while True:
             with self._lock:
-                if not self._pending and self._closed:
+                if self._closed:
                     return
-                if len(self._pending) < LOG_FLUSH_LINES and not self._closed:
+                if len(self._pending) < LOG_FLUSH_LINES:
                     self._lock.wait(LOG_FLUSH_SECONDS)
+                if self._closed:
+                    return
             self._send_batch()
 
     def _send_batch(self) -> bool:
@@ -204,15 +216,21 @@ class Reporter:
         with self._lock:
             batch = self._pending[:LOG_BATCH_MAX]
             start = self._acked
-        if not batch or self.lost:
+            # States follow the lines pending when they were reported: they go with the batch
+            # that holds the last of those lines.
+            states = self._states[:MAX_STEP_UPDATES] if len(self._pending) <= LOG_BATCH_MAX else []
+        if (not batch and not states) or self.lost:
             if self.lost:
                 with self._lock:
                     self._pending.clear()
+                    self._states.clear()
             return True
+        body: dict[str, Any] = {"start": start, "lines": batch}
+        if states:
+            body["steps"] = states
         try:
-            response = self._client.post(
-                f"/jobs/{self._job_id}/logs", {"start": start, "lines": batch}
-            )
+            self.requests += 1
+            response = self._client.post(f"/jobs/{self._job_id}/logs", body)
         except NotHeld:
             self.lost = True
             return False
@@ -225,23 +243,45 @@ class Reporter:
             drop = max(0, min(ack - self._acked, len(self._pending)))
             del self._pending[:drop]
             self._acked += drop
+            del self._states[: len(states)]
         return True
 
     def flush(self, deadline: float = 30.0) -> None:
+        """Send every pending line and state (several batches if need be)."""
         end = time.monotonic() + deadline
         while time.monotonic() < end and not self.lost:
             with self._lock:
-                if not self._pending:
+                if not self._pending and not self._states:
                     return
-            if not self._send_batch():
-                continue
+            self._send_batch()
 
-    def close(self) -> None:
-        self.flush()
+    def _stop_timer(self) -> None:
         with self._lock:
             self._closed = True
             self._lock.notify_all()
         self._thread.join(timeout=5)
+
+    def finish(self, deadline: float = 30.0) -> dict[str, Any] | None:
+        """Stop sending on a timer and hand back the last lines (at most one batch) for the
+        completion request; None when the server holds every line. Pending step states are
+        dropped: the job's result carries every step's final state."""
+        self._stop_timer()
+        end = time.monotonic() + deadline
+        while time.monotonic() < end and not self.lost:
+            with self._lock:
+                if len(self._pending) <= LOG_BATCH_MAX:
+                    break
+            self._send_batch()
+        with self._lock:
+            self._states.clear()
+            if not self._pending or self.lost:
+                return None
+            return {"start": self._acked, "lines": list(self._pending)}
+
+    def close(self) -> None:
+        """Send everything still pending, then stop."""
+        self._stop_timer()
+        self.flush()
 
 
 RunJob = Callable[..., JobResult]
@@ -400,12 +440,13 @@ class Agent:
             except Exception as exc:  # the job fails; the runner keeps serving others
                 reporter.log(None, f"##[error]The runner failed: {type(exc).__name__}: {exc}")
                 result = JobResult(result="failure")
-            reporter.close()
+            tail = reporter.finish()
             if not reporter.lost:
+                body: dict[str, Any] = {"result": result.model_dump(mode="json")}
+                if tail is not None:
+                    body["logs"] = tail
                 try:
-                    self.client.post(
-                        f"/jobs/{job_id}/complete", {"result": result.model_dump(mode="json")}
-                    )
+                    self.client.post(f"/jobs/{job_id}/complete", body)
                 except RunnerError as exc:
                     self._log(f"job {job_id}: the result could not be sent: {exc}")
             self._log(f"job {job_id}: {result.result}")

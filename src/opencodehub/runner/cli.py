@@ -82,11 +82,9 @@ def run_command(
         raise typer.Exit(1) from exc
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-    from opencodehub.runner.executors import ExecutorOptions
-
     agent = Agent(
         loaded,
-        executor_options=ExecutorOptions(docker_host=docker_host or None),
+        executor_options=loaded.executor_options(docker_host or None),
         capacity=capacity,
         workdir=workdir,
         poll_wait=poll_wait,

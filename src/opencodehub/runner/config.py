@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from opencodehub.runner.executors.base import ExecutorOptions
+
 LOCAL_CONFIG = Path(".runner")
 USER_CONFIG = Path("~/.config/opencodehub/runner.json")
 DEFAULT_EXECUTOR = "host"
@@ -34,6 +36,12 @@ class RunnerConfig(BaseModel):
     secret: str
     # Label specs as given at registration: `name:executor`.
     labels: list[str] = Field(default_factory=list)
+    # Lets `container:`/`services:` `volumes` mount paths of the runner's host (`/srv:/data`).
+    # Off by default: a job could then read or change the host's files; set it in the file.
+    allow_host_mounts: bool = False
+
+    def executor_options(self, docker_host: str | None = None) -> ExecutorOptions:
+        return ExecutorOptions(docker_host=docker_host, allow_host_mounts=self.allow_host_mounts)
 
     def label_names(self) -> list[str]:
         return [parse_label(spec)[0] for spec in self.labels]

@@ -36,6 +36,8 @@ from opencodehub.runner.executors.base import (
 from opencodehub.runner.jobspec import JobResult, JobSpec, StepResult
 from opencodehub.runner.masking import Masker
 from opencodehub.runner.steps import ShellError, command_line, resolve_shell
+from opencodehub.runner.uses import ActionStage, prepare_pre, run_uses
+from opencodehub.runner.uses import run_stage as run_action_stage
 
 __all__ = ["JobReporter", "run_job"]
 
@@ -109,6 +111,12 @@ class _JobRun:
         self.deadline: float | None = None
         self.timed_out = False
         self.step_results: list[StepResult] = []
+        # Actions' `post` stages, in the order their main steps ran; run last first.
+        self.post_steps: list[ActionStage] = []
+        # The state (STATE_*) of a top-level step whose action's `pre` ran, by step position.
+        self.pre_state: dict[int, dict[str, str]] = {}
+        # Where `save-state` and GITHUB_STATE go while an action's stage runs.
+        self.state_sink: dict[str, str] | None = None
 
     # ---- logging ----
 
@@ -359,7 +367,10 @@ class _JobRun:
                 "services": getattr(self.executor, "services_context", {}) or {},
             }
             steps = self.job.get("steps") or []
+            self.run_pre_steps(steps, scope)
             self.run_steps(steps, scope, self.job.get("defaults") or {}, top_level=True)
+            while self.post_steps:
+                self.run_stage(self.post_steps.pop(), scope)
             if self.cancel.is_set():
                 result = "failure" if self.timed_out else "cancelled"
             else:
@@ -394,6 +405,51 @@ class _JobRun:
                 continue
             outputs[name] = value
         return outputs
+
+    def run_pre_steps(self, steps: list[dict[str, Any]], scope: _Scope) -> None:
+        """Every action's `pre`, in step order, before the first step."""
+        for i, raw in enumerate(steps):
+            if not isinstance(raw, dict) or not raw.get("uses"):
+                continue
+            ctx = self.contexts(scope, {**self.job_env, **self.global_env})
+            name = self.step_name(raw, ctx, self.functions(scope))
+            try:
+                step_env = {**ctx["env"], **self.evaluate_env(raw.get("env"), ctx, scope)}
+            except ExpressionError:
+                continue  # the step reports it
+            stage = prepare_pre(self, raw, name, {**ctx, "env": step_env}, scope)
+            if stage is not None:
+                self.pre_state[i] = stage.state
+                self.run_stage(stage, scope)
+
+    def run_stage(self, stage: ActionStage, scope: _Scope) -> None:
+        """An action's `pre` or `post` as a step of the job's list (`pre-if`, `post-if`:
+        `always()` unless given)."""
+        index = len(self.step_results)
+        self.current_index = index
+        ctx = self.contexts(scope, stage.env)
+        funcs = self.functions(scope)
+        self.reporter.step_started(index, stage.name)
+        condition = stage.runs.get(f"{stage.kind}-if")
+        if condition is None or (isinstance(condition, str) and not condition.strip()):
+            condition = "always()"
+        try:
+            run_it = evaluate_if(condition, ctx, funcs, funcs)
+        except ExpressionError as exc:
+            self.log(f"##[error]{exc}", index)
+            self.finish(index, stage.name, "", stage.raw, scope, "failure", {}, True, ctx, False)
+            return
+        if not run_it:
+            self.finish(index, stage.name, "", stage.raw, scope, "skipped", {}, True, ctx, False)
+            return
+        try:
+            outcome, _ = run_action_stage(self, stage, ctx, scope, None, index)
+        except (ExpressionError, ShellError, StepFailure, FileCommandError) as exc:
+            self.log(f"##[error]{exc}", index)
+            outcome = "failure"
+        if self.cancel.is_set() and outcome == "failure" and not self.timed_out:
+            outcome = "cancelled"
+        self.finish(index, stage.name, "", stage.raw, scope, outcome, {}, True, ctx, False)
 
     def run_steps(
         self,
@@ -466,9 +522,10 @@ class _JobRun:
                     raw, ctx, scope, defaults, step_env, step_timeout, index
                 )
             else:
-                from opencodehub.runner.uses import run_uses
-
-                outcome, outputs = run_uses(self, raw, ctx, scope, step_env, step_timeout, index)
+                state = self.pre_state.get(i, {}) if top_level else {}
+                outcome, outputs = run_uses(
+                    self, raw, ctx, scope, step_env, step_timeout, index, name=name, state=state
+                )
         except (ExpressionError, ShellError, StepFailure, FileCommandError) as exc:
             self.log(f"##[error]{exc}", index)
             outcome = "failure"
@@ -487,6 +544,7 @@ class _JobRun:
         outputs: dict[str, str],
         top_level: bool,
         ctx: dict[str, Any] | None = None,
+        in_steps_context: bool = True,
     ) -> None:
         conclusion = outcome
         if outcome == "failure":
@@ -502,7 +560,12 @@ class _JobRun:
                 scope.status = "failure"
                 if top_level:
                     self.job_ctx["status"] = "failure"
-        scope.steps[step_id] = {"outputs": outputs, "outcome": outcome, "conclusion": conclusion}
+        if in_steps_context:
+            scope.steps[step_id] = {
+                "outputs": outputs,
+                "outcome": outcome,
+                "conclusion": conclusion,
+            }
         if top_level:
             assert index is not None
             self.step_results.append(
@@ -579,7 +642,7 @@ class _JobRun:
             env=env,
             cwd=cwd,
             on_output=lambda line: self.on_output(line, index, outputs),
-            cancel=self.cancel,
+            cancel=self.step_cancel(),
             timeout=limit,
         )
         self.read_files(files, outputs, index)
@@ -598,6 +661,12 @@ class _JobRun:
             self.log(f"##[error]Process completed with exit code {code}.", index)
             return "failure", outputs
         return "success", outputs
+
+    def step_cancel(self) -> threading.Event:
+        """What cancels a process starting now: the job's cancellation, unless the job was
+        cancelled already — a step that runs then (`always()`, a `post`) runs to its end, as
+        on GitHub (its timeouts still apply)."""
+        return threading.Event() if self.cancel.is_set() else self.cancel
 
     def run_script(
         self,
@@ -680,7 +749,11 @@ class _JobRun:
                 f"##[error]The `{name}` command is disabled. Use environment files instead.",
                 index,
             )
-        elif name in ("save-state", "echo"):
+        elif name == "save-state":
+            key = cmd.properties.get("name")
+            if key and self.state_sink is not None:
+                self.state_sink[key] = cmd.message
+        elif name == "echo":
             pass
         else:
             self.log(line, index)
@@ -690,6 +763,9 @@ class _JobRun:
     ) -> None:
         for key, value in parse_key_value_file(files["GITHUB_OUTPUT"]):
             outputs[key] = value
+        if self.state_sink is not None:
+            for key, value in parse_key_value_file(files["GITHUB_STATE"]):
+                self.state_sink[key] = value
         for key, value in parse_key_value_file(files["GITHUB_ENV"]):
             if key.upper() == "NODE_OPTIONS" or (
                 key.startswith(("GITHUB_", "RUNNER_")) and key in (self.default_env())

@@ -16,6 +16,7 @@ PROTOCOL_VERSION = 1
 PREFIX = "/-/runner/v1"
 MAX_LOG_BATCH = 1000
 MAX_LOG_LINE = 64 * 1024
+MAX_STEP_UPDATES = 100
 
 Level = Literal["notice", "warning", "error"]
 StepStatus = Literal["in_progress", "completed"]
@@ -77,10 +78,13 @@ class LogLine(BaseModel):
 
 class LogBatch(BaseModel):
     """Lines `start`, `start + 1`, …; lines the server already has are ignored, so a batch is
-    safely sent again after a timeout."""
+    safely sent again after a timeout. `steps` are step states recorded after the lines, in
+    order, in the same transaction: a step's start rides with the lines before it, and a step's
+    end waits for the next batch instead of costing a round trip of its own."""
 
     start: int = Field(ge=0)
     lines: list[LogLine] = Field(max_length=MAX_LOG_BATCH)
+    steps: list[StepUpdate] = Field(default_factory=list, max_length=MAX_STEP_UPDATES)
 
 
 class LogAck(BaseModel):
@@ -97,6 +101,9 @@ class AnnotationIn(BaseModel):
 
 class JobCompletion(BaseModel):
     result: JobResult
+    # The job's last log lines (and nothing else: `result.steps` holds the final step states),
+    # stored before the job completes, so finishing a job costs one round trip.
+    logs: LogBatch | None = None
 
 
 class Released(BaseModel):

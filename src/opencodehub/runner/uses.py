@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from opencodehub.actions.expressions import ExpressionError, evaluate_value, interpolate, to_string
+from opencodehub.runner.executors.base import ExecutorError
 
 if TYPE_CHECKING:
     from opencodehub.runner.engine import _JobRun, _Scope
@@ -44,6 +46,102 @@ def _load_action(directory: Path) -> dict[str, Any]:
     raise ActionError(f"no action.yml or action.yaml in '{directory}'")
 
 
+@dataclass
+class ActionStage:
+    """An action's `pre` or `post` script (node) or entrypoint (docker), run as a step of its
+    own: every `pre` when the job starts, every `post` after the main steps, last first."""
+
+    kind: str  # pre | main | post
+    name: str  # "Pre <step name>" / "Post <step name>"
+    action_name: str
+    directory: Path
+    runs: dict[str, Any]
+    inputs: dict[str, str]
+    env: dict[str, str]
+    state: dict[str, str]
+    raw: dict[str, Any]  # the step: its `continue-on-error` applies to its pre and post too
+
+
+def _with(job: _JobRun, raw: dict[str, Any], ctx: dict[str, Any], scope: _Scope) -> dict[str, str]:
+    funcs = job.functions(scope)
+    return {
+        str(k): to_string(evaluate_value(v, ctx, funcs)) if isinstance(v, str) else to_string(v)
+        for k, v in (raw.get("with") or {}).items()
+    }
+
+
+def _resolve(job: _JobRun, uses: str, index: int | None) -> tuple[Path, str]:
+    """The directory of a `./path` or `owner/repo[/path]@ref` action (fetched if need be)."""
+    if uses.startswith("./") or uses.startswith("../") or uses == ".":
+        directory = (job.workspace / uses).resolve()
+        if not directory.is_relative_to(job.workspace.resolve()):
+            raise ActionError(f"'{uses}' points outside the workspace")
+        return directory, uses
+    m = _REMOTE.match(uses)
+    if not m:
+        raise ActionError(
+            f"cannot resolve action '{uses}': use ./path, owner/repo@ref or docker://image"
+        )
+    directory = _fetch_remote(job, m["owner"], m["repo"], m["ref"], index)
+    if m["sub"]:
+        root = directory
+        directory = (directory / m["sub"].lstrip("/")).resolve()
+        if not directory.is_relative_to(root.resolve()):
+            raise ActionError(f"'{uses}' points outside the action's repository")
+    return directory, f"{m['owner']}/{m['repo']}"
+
+
+def _is_checkout(uses: str) -> bool:
+    m = _REMOTE.match(uses)
+    return bool(m) and f"{m['owner']}/{m['repo']}".lower() == "actions/checkout" and not m["sub"]
+
+
+def _stage_script(runs: dict[str, Any], using: str, kind: str) -> str | None:
+    """The action's script (node) or entrypoint (docker) for `pre`, `main` or `post`."""
+    if using == "docker":
+        key = {"pre": "pre-entrypoint", "main": "entrypoint", "post": "post-entrypoint"}[kind]
+    elif re.fullmatch(r"node\d+", using):
+        key = kind
+    else:
+        return None
+    value = runs.get(key)
+    return str(value) if value else None
+
+
+def prepare_pre(
+    job: _JobRun, raw: dict[str, Any], name: str, ctx: dict[str, Any], scope: _Scope
+) -> ActionStage | None:
+    """The `pre` of a top-level step's action, or None.
+
+    As on GitHub, a local (`./path`) action has no `pre`: the workspace is not checked out
+    when the job starts. A problem resolving the action is left to the step itself to report.
+    """
+    uses = str(raw.get("uses") or "").strip()
+    if not uses or uses.startswith(("./", "../", "docker://")) or uses == "." or _is_checkout(uses):
+        return None
+    try:
+        directory, action_name = _resolve(job, uses, None)
+        action = _load_action(directory)
+        runs = action["runs"]
+        using = str(runs.get("using", "")).lower()
+        if not _stage_script(runs, using, "pre"):
+            return None
+        inputs = _inputs(job, action, _with(job, raw, ctx, scope), ctx, scope, action_name, None)
+    except (ActionError, ExpressionError):
+        return None
+    return ActionStage(
+        kind="pre",
+        name=f"Pre {name}",
+        action_name=action_name,
+        directory=directory,
+        runs=runs,
+        inputs=inputs,
+        env=dict(ctx.get("env") or {}),
+        state={},
+        raw=raw,
+    )
+
+
 def run_uses(
     job: _JobRun,
     raw: dict[str, Any],
@@ -52,14 +150,15 @@ def run_uses(
     step_env: dict[str, str],
     timeout: float | None,
     index: int | None,
+    *,
+    name: str = "",
+    state: dict[str, str] | None = None,
 ) -> tuple[str, dict[str, str]]:
     uses = str(raw.get("uses") or "").strip()
     funcs = job.functions(scope)
+    state = {} if state is None else state
     try:
-        with_ = {
-            str(k): to_string(evaluate_value(v, ctx, funcs)) if isinstance(v, str) else to_string(v)
-            for k, v in (raw.get("with") or {}).items()
-        }
+        with_ = _with(job, raw, ctx, scope)
         if uses.startswith("docker://"):
             # GitHub passes `with.args` (and `with.entrypoint`) to a docker:// step.
             args = shlex.split(with_.get("args", ""))
@@ -68,78 +167,166 @@ def run_uses(
             return _run_docker_image(
                 job, image, {}, step_env, timeout, index, args, entrypoint=entry
             )
-        if uses.startswith("./") or uses.startswith("../") or uses == ".":
-            directory = (job.workspace / uses).resolve()
-            if not directory.is_relative_to(job.workspace.resolve()):
-                raise ActionError(f"'{uses}' points outside the workspace")
-            name = uses
-        else:
-            m = _REMOTE.match(uses)
-            if not m:
-                raise ActionError(
-                    f"cannot resolve action '{uses}': use ./path, owner/repo@ref or docker://image"
-                )
-            if f"{m['owner']}/{m['repo']}".lower() == "actions/checkout" and not m["sub"]:
-                return _checkout(job, with_, step_env, timeout, index)
-            directory = _fetch_remote(job, m["owner"], m["repo"], m["ref"], index)
-            if m["sub"]:
-                directory = (directory / m["sub"].lstrip("/")).resolve()
-            name = f"{m['owner']}/{m['repo']}"
+        if _is_checkout(uses):
+            return _checkout(job, with_, step_env, timeout, index)
+        directory, action_name = _resolve(job, uses, index)
         action = _load_action(directory)
-    except ActionError as exc:
-        job.log(f"##[error]{exc}", index)
-        return "failure", {}
-    except ExpressionError as exc:
+    except (ActionError, ExpressionError, ValueError) as exc:
         job.log(f"##[error]{exc}", index)
         return "failure", {}
 
-    inputs = _inputs(job, action, with_, ctx, scope, name, index)
+    inputs = _inputs(job, action, with_, ctx, scope, action_name, index)
     runs = action["runs"]
     using = str(runs.get("using", "")).lower()
-    action_path = job.executor.path(directory)
     if using == "composite":
+        # A composite action has no pre or post of its own (its steps' actions may have).
         return _composite(job, action, runs, inputs, directory, step_env, ctx, index)
-    if re.fullmatch(r"node\d+", using):
-        main = runs.get("main")
-        if not main:
-            job.log("##[error]a node action needs 'runs.main'", index)
+    if not (re.fullmatch(r"node\d+", using) or using == "docker"):
+        job.log(f"##[error]'{action_name}': unsupported runs.using '{using}'", index)
+        return "failure", {}
+    if _stage_script(runs, using, "post"):
+        # Registered when the main step runs, whatever its outcome (`post-if` decides).
+        job.post_steps.append(
+            ActionStage(
+                kind="post",
+                name=f"Post {name or job.step_name(raw, ctx, funcs)}",
+                action_name=action_name,
+                directory=directory,
+                runs=runs,
+                inputs=inputs,
+                env=dict(step_env),
+                state=state,
+                raw=raw,
+            )
+        )
+    stage = ActionStage(
+        kind="main",
+        name=name,
+        action_name=action_name,
+        directory=directory,
+        runs=runs,
+        inputs=inputs,
+        env=step_env,
+        state=state,
+        raw=raw,
+    )
+    return run_stage(job, stage, ctx, scope, timeout, index)
+
+
+def run_stage(
+    job: _JobRun,
+    stage: ActionStage,
+    ctx: dict[str, Any],
+    scope: _Scope,
+    timeout: float | None,
+    index: int | None,
+) -> tuple[str, dict[str, str]]:
+    """Run a node or docker action's `pre`, main or `post`; state saved by one (GITHUB_STATE,
+    `save-state`) reaches the later ones as STATE_<name>."""
+    runs = stage.runs
+    using = str(runs.get("using", "")).lower()
+    action_path = job.executor.path(stage.directory)
+    state_env = {f"STATE_{k}": v for k, v in stage.state.items()}
+    env = {
+        **stage.env,
+        **state_env,
+        **_input_env(stage.inputs),
+        "GITHUB_ACTION_PATH": action_path,
+    }
+    script = _stage_script(runs, using, stage.kind)
+    job.state_sink = stage.state
+    try:
+        if using == "docker":
+            return _docker_action(job, stage, script, env, ctx, scope, timeout, index)
+        if not script:
+            job.log(f"##[error]a node action needs 'runs.{stage.kind}'", index)
             return "failure", {}
-        env = {**step_env, **_input_env(inputs), "GITHUB_ACTION_PATH": action_path}
         node = job.executor.which("node", job.process_env(env, {}))
         if not node:
             job.log(
-                f"##[error]'{name}' runs on {using}, but 'node' was not found in this job's "
-                "environment (install Node.js on the runner or use a container with it)",
+                f"##[error]'{stage.action_name}' runs on {using}, but 'node' was not found in "
+                "this job's environment (install Node.js on the runner or use a container with "
+                "it)",
                 index,
             )
             return "failure", {}
-        outputs: dict[str, str] = {}
+        target = (stage.directory / script).resolve()
+        if not target.is_relative_to(stage.directory.resolve()):
+            job.log(f"##[error]runs.{stage.kind} points outside the action's directory", index)
+            return "failure", {}
         return job.execute(
-            [node, str(Path(action_path) / str(main))],
+            [node, job.executor.path(target)],
             env,
             job.executor.path(job.workspace),
             timeout,
             index,
-            outputs,
+            {},
         )
-    if using == "docker":
-        image = str(runs.get("image") or "")
-        if image.startswith("docker://"):
-            args = [
-                to_string(evaluate_value(a, {**ctx, "inputs": inputs}, funcs))
-                for a in runs.get("args") or []
-            ]
-            return _run_docker_image(
-                job, image[len("docker://") :], inputs, step_env, timeout, index, args
-            )
+    finally:
+        job.state_sink = None
+
+
+def dockerfile_path(directory: Path, image: str) -> str:
+    """The Dockerfile of a docker action, relative to its directory (which it must be in)."""
+    text = image.strip()
+    if not text or text.startswith("/") or "\0" in text:
+        raise ActionError(f"invalid runs.image '{image}': a Dockerfile path in the action")
+    target = (directory / text).resolve()
+    if not target.is_relative_to(directory.resolve()):
+        raise ActionError(f"runs.image '{image}' points outside the action's directory")
+    if target.is_dir():
+        target = target / "Dockerfile"
+    if not target.is_file():
+        raise ActionError(f"runs.image '{image}': no such Dockerfile in the action")
+    return target.relative_to(directory.resolve()).as_posix()
+
+
+def _docker_action(
+    job: _JobRun,
+    stage: ActionStage,
+    entrypoint: str | None,
+    env: dict[str, str],
+    ctx: dict[str, Any],
+    scope: _Scope,
+    timeout: float | None,
+    index: int | None,
+) -> tuple[str, dict[str, str]]:
+    runs = stage.runs
+    funcs = job.functions(scope)
+    image = str(runs.get("image") or "")
+    try:
+        dockerfile = (
+            None if image.startswith("docker://") else dockerfile_path(stage.directory, image)
+        )
+    except ActionError as exc:
+        job.log(f"##[error]{exc}", index)
+        return "failure", {}
+    if getattr(job.executor, "run_image", None) is None:
         job.log(
-            "##[error]docker actions built from a Dockerfile are not supported; "
-            "use 'image: docker://IMAGE'",
+            f"##[error]docker actions ('{stage.action_name}') need the docker executor; "
+            f"this job runs on '{job.executor.name}'",
             index,
         )
         return "failure", {}
-    job.log(f"##[error]'{name}': unsupported runs.using '{using}'", index)
-    return "failure", {}
+    action_ctx = {**ctx, "inputs": stage.inputs}
+    try:
+        args: list[str] = []
+        if stage.kind == "main":
+            # As on GitHub, `args` go to the main entrypoint only.
+            args = [to_string(evaluate_value(a, action_ctx, funcs)) for a in runs.get("args") or []]
+        action_env = job.evaluate_env(runs.get("env"), action_ctx, scope)
+        if dockerfile is None:
+            image = image[len("docker://") :]
+        else:
+            image = job.executor.build_image(  # type: ignore[attr-defined]
+                stage.directory, dockerfile, lambda line: job.log(line, index)
+            )
+    except (ActionError, ExecutorError) as exc:
+        job.log(f"##[error]{exc}", index)
+        return "failure", {}
+    return _run_docker_image(
+        job, image, {}, {**env, **action_env}, timeout, index, args, entrypoint=entrypoint
+    )
 
 
 def _inputs(
@@ -416,7 +603,7 @@ def _run_docker_image(
         entrypoint=entrypoint,
         env=env,
         on_output=lambda line: job.on_output(line, index, outputs),
-        cancel=job.cancel,
+        cancel=job.step_cancel(),
         timeout=timeout,
     )
     job.read_files(files, outputs, index)

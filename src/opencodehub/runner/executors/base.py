@@ -29,6 +29,9 @@ class ExecutorOptions:
     pids_limit: int = 4096
     tmpfs_size: str = "1g"
     docker_host: str | None = None
+    # `volumes:` entries naming a path of the runner's host (`/srv/x:/data`) expose the host's
+    # files to jobs: refused unless the runner's admin allows them.
+    allow_host_mounts: bool = False
     # A container image for `host`-less labels when a job has no `container:`.
     default_image: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -9,7 +9,9 @@ Everything is removed when the job ends, whatever the outcome.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shlex
 import threading
 import time
@@ -83,6 +85,134 @@ def _env_list(value: Any) -> dict[str, str]:
     return {}
 
 
+_PORT = re.compile(
+    r"^(?:(?P<ip>\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]):)?(?:(?P<host>\d+):)?(?P<port>\d+)"
+    r"(?:/(?P<proto>tcp|udp|sctp))?$"
+)
+_VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _port_number(text: str, what: str) -> int:
+    number = int(text)
+    if not 1 <= number <= 65535:
+        raise ExecutorError(f"{what}: port {number} is out of range")
+    return number
+
+
+def parse_ports(value: Any, what: str) -> dict[str, Any]:
+    """`ports:` entries (`8080:80`, `5432`, `127.0.0.1:8080:80/udp`) as the SDK's `ports`.
+
+    A port without an address is published on the loopback interface only: a job's service
+    is for the job, not for the runner's network.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise ExecutorError(f"{what}: 'ports' must be a list")
+    ports: dict[str, Any] = {}
+    for entry in value:
+        m = _PORT.match(str(entry).strip()) if isinstance(entry, str | int) else None
+        if m is None or isinstance(entry, bool):
+            raise ExecutorError(
+                f"{what}: invalid port {entry!r} (expected PORT, HOST:PORT or IP:HOST:PORT)"
+            )
+        container_port = _port_number(m["port"], what)
+        host = _port_number(m["host"], what) if m["host"] else None
+        address = (m["ip"] or "127.0.0.1").strip("[]")
+        key = f"{container_port}/{m['proto'] or 'tcp'}"
+        if key in ports:
+            # One container port published on several host ports.
+            previous = ports[key] if isinstance(ports[key], list) else [ports[key]]
+            ports[key] = [*previous, (address, host)]
+        else:
+            ports[key] = (address, host)
+    return ports
+
+
+def parse_volumes(value: Any, what: str, allow_host: bool) -> list[tuple[str, str, str]]:
+    """`volumes:` entries as (source, target, mode); source is '' (anonymous), a volume name
+    or an absolute host path (only when the runner allows host mounts)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ExecutorError(f"{what}: 'volumes' must be a list")
+    volumes: list[tuple[str, str, str]] = []
+    for entry in value:
+        if not isinstance(entry, str) or not entry.strip():
+            raise ExecutorError(f"{what}: invalid volume {entry!r}")
+        parts = entry.strip().split(":")
+        mode = "rw"
+        if len(parts) == 3 or (len(parts) == 2 and parts[1] in ("ro", "rw")):
+            mode = parts.pop()
+            if mode not in ("ro", "rw"):
+                raise ExecutorError(f"{what}: invalid volume mode {mode!r} in {entry!r}")
+        if len(parts) == 1:
+            source, target = "", parts[0]
+        elif len(parts) == 2:
+            source, target = parts
+        else:
+            raise ExecutorError(f"{what}: invalid volume {entry!r} (expected [SOURCE:]PATH[:ro])")
+        if not target.startswith("/") or ".." in target.split("/"):
+            raise ExecutorError(f"{what}: volume target {target!r} must be an absolute path")
+        if source.startswith("/"):
+            if not allow_host:
+                raise ExecutorError(
+                    f"{what}: volume {entry!r} mounts a path of the runner's host, which this "
+                    "runner does not allow (its admin can set allow_host_mounts in the runner's "
+                    "configuration)"
+                )
+            if ".." in source.split("/"):
+                raise ExecutorError(f"{what}: volume source {source!r} must not contain '..'")
+        elif source and not _VOLUME_NAME.match(source):
+            raise ExecutorError(
+                f"{what}: volume {entry!r}: a source is a volume name or an absolute path"
+            )
+        volumes.append((source, target, mode))
+    return volumes
+
+
+def _published(container: Any) -> dict[str, str]:
+    """`job.services.<id>.ports`: container port -> host port."""
+    out: dict[str, str] = {}
+    ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+    for key, bindings in ports.items():
+        if bindings:
+            out[key.split("/", 1)[0]] = str(bindings[0].get("HostPort", ""))
+    return out
+
+
+def context_digest(directory: Path, dockerfile: str) -> str:
+    """A hash of a build context's files (names, executable bits, contents, link targets)."""
+    digest = hashlib.sha256(f"dockerfile={dockerfile}\0".encode())
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(files):
+            path = Path(root) / name
+            rel = path.relative_to(directory).as_posix()
+            if rel == ".och-complete":
+                continue
+            if path.is_symlink():
+                digest.update(f"L{rel}\0{os.readlink(path)}\0".encode())
+                continue
+            executable = os.access(path, os.X_OK)
+            digest.update(f"F{rel}\0{int(executable)}\0".encode())
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            digest.update(b"\0")
+        for name in dirs:
+            if (Path(root) / name).is_symlink():
+                link = Path(root) / name
+                rel = link.relative_to(directory).as_posix()
+                digest.update(f"L{rel}\0{os.readlink(link)}\0".encode())
+    return digest.hexdigest()
+
+
+_build_locks: dict[str, threading.Lock] = {}
+_api_versions: dict[str, str] = {}
+_build_locks_guard = threading.Lock()
+
+
 class DockerExecutor:
     name = "docker"
     os_name = "Linux"
@@ -97,6 +227,8 @@ class DockerExecutor:
         self.services: list[Any] = []
         self.container_context: dict[str, Any] = {}
         self.services_context: dict[str, Any] = {}
+        self.volumes: dict[str, Any] = {}
+        self._which: dict[tuple[str, str], str] = {}
         self._stopped = False
 
     # ---- set-up ----
@@ -105,11 +237,19 @@ class DockerExecutor:
         import docker
 
         base_url = self.options.docker_host or os.environ.get("DOCKER_HOST")
+        # Asking the engine for its API version costs up to a second on Podman (its /version
+        # gathers system information): once per engine and process is enough.
+        version = _api_versions.get(base_url or "")
         try:
-            client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+            client = (
+                docker.DockerClient(base_url=base_url, version=version)
+                if base_url
+                else docker.from_env(version=version)
+            )
             client.ping()
         except Exception as exc:
             raise ExecutorError(f"cannot reach the container engine: {exc}") from None
+        _api_versions.setdefault(base_url or "", client.api.api_version)
         return client
 
     def start(self, env: JobEnvironment) -> None:
@@ -125,17 +265,30 @@ class DockerExecutor:
         suffix = f"{env.job_id}-{uuid.uuid4().hex[:8]}"
         labels = {LABEL: str(env.job_id)}
         self.labels = labels
+        self.suffix = suffix
         hosts: dict[str, str] = {}
         try:
+            # Every entry is checked before anything is created.
+            allow_host = self.options.allow_host_mounts
+            job_ports = parse_ports(spec.get("ports"), "container")
+            job_volumes = parse_volumes(spec.get("volumes"), "container", allow_host)
+            service_specs: dict[str, tuple[dict[str, Any], Any, Any]] = {}
+            for name, svc in (env.services or {}).items():
+                if not isinstance(svc, dict) or not svc.get("image"):
+                    raise ExecutorError(f"service '{name}' needs an image")
+                what = f"service '{name}'"
+                service_specs[name] = (
+                    svc,
+                    parse_ports(svc.get("ports"), what),
+                    parse_volumes(svc.get("volumes"), what, allow_host),
+                )
             self.network = self.client.networks.create(
                 f"och-job-{suffix}",
                 driver="bridge",
                 internal=not self.options.allow_network,
                 labels=labels,
             )
-            for name, svc in (env.services or {}).items():
-                if not isinstance(svc, dict) or not svc.get("image"):
-                    raise ExecutorError(f"service '{name}' needs an image")
+            for name, (svc, ports, volumes) in service_specs.items():
                 env.log(f"Starting service {name} ({svc['image']})")
                 container = self.client.containers.run(
                     svc["image"],
@@ -147,6 +300,8 @@ class DockerExecutor:
                         self.network.name: self.client.api.create_endpoint_config(aliases=[name])
                     },
                     labels=labels,
+                    ports=ports or None,
+                    volumes=self._binds(volumes) or None,
                     **self._limits(),
                 )
                 container.reload()
@@ -159,14 +314,12 @@ class DockerExecutor:
                 self.services_context[name] = {
                     "id": container.id,
                     "network": self.network.name,
-                    "ports": {},
+                    "ports": _published(container),
                 }
                 health = _health_options(svc.get("options"), env.log, name)
                 if health:
                     self._wait_healthy(name, container, health, env.log)
-            mounts = {str(self.workdir): {"bind": str(self.workdir), "mode": "rw"}}
-            if not self.workspace.resolve().is_relative_to(self.workdir.resolve()):
-                mounts[str(self.workspace)] = {"bind": str(self.workspace), "mode": "rw"}
+            mounts = [*self._job_mounts(), *self._binds(job_volumes)]
             env.log(f"Starting job container ({image})")
             self.container = self.client.containers.run(
                 image,
@@ -181,8 +334,11 @@ class DockerExecutor:
                 labels=labels,
                 extra_hosts=hosts or None,
                 tmpfs={"/tmp": f"rw,size={self.options.tmpfs_size}"},  # noqa: S108
+                ports=job_ports or None,
                 **self._limits(),
             )
+            if job_ports:
+                self.container.reload()
         except docker.errors.APIError as exc:
             self.stop()
             raise ExecutorError(
@@ -195,6 +351,34 @@ class DockerExecutor:
             self.stop()
             raise
         self.container_context = {"id": self.container.id, "network": self.network.name}
+        if job_ports:
+            self.container_context["ports"] = _published(self.container)
+
+    def _job_mounts(self) -> list[str]:
+        """The job's directory at the same path (the engine's paths are valid inside)."""
+        mounts = [f"{self.workdir}:{self.workdir}:rw"]
+        if not self.workspace.resolve().is_relative_to(self.workdir.resolve()):
+            mounts.append(f"{self.workspace}:{self.workspace}:rw")
+        return mounts
+
+    def _binds(self, volumes: list[tuple[str, str, str]]) -> list[str]:
+        """Bind strings for parsed `volumes:`; a named volume is the job's own, made once."""
+        binds: list[str] = []
+        for source, target, mode in volumes:
+            if not source.startswith("/"):
+                # A name is shared by the job's containers; an anonymous volume is one's own.
+                # Both are the job's, so its clean-up removes them.
+                key = source or f"#{len(self.volumes)}"
+                volume = self.volumes.get(key)
+                if volume is None:
+                    name = source or f"_{len(self.volumes)}"
+                    volume = self.client.volumes.create(
+                        name=f"och-{self.suffix}-{name}", labels=self.labels
+                    )
+                    self.volumes[key] = volume
+                source = volume.name
+            binds.append(f"{source}:{target}:{mode}")
+        return binds
 
     def _limits(self) -> dict[str, Any]:
         from docker.types import Ulimit
@@ -235,12 +419,20 @@ class DockerExecutor:
     def which(self, program: str, env: dict[str, str]) -> str | None:
         if self.container is None:
             return None
+        path = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+        # Each lookup is an exec (100-250 ms); a program found stays found for the job. A miss
+        # is asked again: a step may install the program.
+        found = self._which.get((program, path))
+        if found:
+            return found
         result = self.container.exec_run(
-            ["sh", "-c", f"command -v {shlex.quote(program)}"],
-            environment={"PATH": env.get("PATH", "/usr/local/bin:/usr/bin:/bin")},
+            ["sh", "-c", f"command -v {shlex.quote(program)}"], environment={"PATH": path}
         )
         out = result.output.decode().strip() if result.output else ""
-        return out or None if result.exit_code == 0 else None
+        if result.exit_code != 0 or not out:
+            return None
+        self._which[(program, path)] = out
+        return out
 
     def run(
         self,
@@ -320,6 +512,50 @@ class DockerExecutor:
         code = api.exec_inspect(exec_id).get("ExitCode")
         return state["reason"] or (code if code is not None else 1)
 
+    def build_image(self, context: Path, dockerfile: str, log: OutputCallback) -> str:
+        """Build a docker action's image from its directory; the tag is a hash of the
+        directory's content, so a second use (by any job of this engine) reuses the image."""
+        import docker.errors
+
+        tag = f"och-action:{context_digest(context, dockerfile)[:40]}"
+        with _build_locks_guard:
+            lock = _build_locks.setdefault(tag, threading.Lock())
+        with lock:
+            try:
+                self.client.images.get(tag)
+                log(f"Using the action's image {tag}, built before")
+                return tag
+            except docker.errors.ImageNotFound:
+                pass
+            log(f"Building the action's image from {dockerfile} ({tag})")
+            try:
+                for item in self.client.api.build(
+                    path=str(context),
+                    dockerfile=dockerfile,
+                    tag=tag,
+                    rm=True,
+                    forcerm=True,
+                    pull=False,
+                    decode=True,
+                    network_mode=None if self.options.allow_network else "none",
+                    labels={"org.opencodehub.action": "1"},
+                ):
+                    if "error" in item:
+                        detail = (item.get("errorDetail") or {}).get("message") or item["error"]
+                        raise ExecutorError(f"the action's image failed to build: {detail}")
+                    text = str(item.get("stream") or "")
+                    for line in text.rstrip("\n").splitlines():
+                        log(line)
+            except docker.errors.APIError as exc:
+                raise ExecutorError(
+                    f"the action's image failed to build: {exc.explanation or exc}"
+                ) from None
+            try:
+                self.client.images.get(tag)
+            except docker.errors.ImageNotFound:
+                raise ExecutorError("the action's image failed to build") from None
+        return tag
+
     def run_image(
         self,
         image: str,
@@ -331,22 +567,38 @@ class DockerExecutor:
         cancel: threading.Event,
         timeout: float | None = None,
     ) -> int:
-        """A `docker://` action: a sibling container on the job network with the workspace."""
-        mounts = {str(self.workdir): {"bind": str(self.workdir), "mode": "rw"}}
-        if not self.workspace.resolve().is_relative_to(self.workdir.resolve()):
-            mounts[str(self.workspace)] = {"bind": str(self.workspace), "mode": "rw"}
-        container = self.client.containers.run(
-            image,
-            args or None,
-            entrypoint=[entrypoint] if entrypoint else None,
-            detach=True,
-            environment=env,
-            volumes=mounts,
-            working_dir=str(self.workspace),
-            network=self.network.name,
-            labels=self.labels,
-            **self._limits(),
-        )
+        """A docker action: a sibling container on the job network, with the workspace at
+        /github/workspace (its working directory) and the job's directory at its own path
+        (the GITHUB_* command files)."""
+        import docker.errors
+
+        home = self.workdir / "temp" / "_github_home"
+        home.mkdir(parents=True, exist_ok=True)
+        mounts = [
+            *self._job_mounts(),
+            f"{self.workspace}:/github/workspace:rw",
+            f"{home}:/github/home:rw",
+        ]
+        # The image's own PATH applies, as on GitHub.
+        env = {k: v for k, v in env.items() if k != "PATH"}
+        env.update({"GITHUB_WORKSPACE": "/github/workspace", "HOME": "/github/home"})
+        try:
+            container = self.client.containers.run(
+                image,
+                args or None,
+                entrypoint=[entrypoint] if entrypoint else None,
+                detach=True,
+                environment=env,
+                volumes=mounts,
+                working_dir="/github/workspace",
+                network=self.network.name,
+                labels=self.labels,
+                **self._limits(),
+            )
+        except docker.errors.DockerException as exc:
+            explanation = getattr(exc, "explanation", None) or exc
+            on_output(f"##[error]cannot start the action's container: {explanation}")
+            return 1
         self.services.append(container)
         done = threading.Event()
         state = {"reason": 0}
@@ -364,16 +616,38 @@ class DockerExecutor:
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        pending = b""
+        received = {"bytes": 0, "pending": b""}
+        stream = container.logs(stream=True, follow=True)
+
+        def forward(chunk: bytes) -> None:
+            received["bytes"] += len(chunk)
+            pending = received["pending"] + chunk
+            *lines, received["pending"] = pending.split(b"\n")
+            for raw in lines:
+                on_output(raw.decode("utf-8", "replace"))
+
+        def follow() -> None:
+            with contextlib.suppress(Exception):
+                for chunk in stream:
+                    forward(chunk)
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
         try:
-            for chunk in container.logs(stream=True, follow=True):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    on_output(raw.decode("utf-8", "replace"))
-            if pending:
-                on_output(pending.decode("utf-8", "replace"))
             code = container.wait().get("StatusCode", 1)
+            # A follow stream may not end for a container that exited at once (some engines):
+            # close it and take the rest of the log from the finished container.
+            reader.join(2.0)
+            if reader.is_alive():
+                with contextlib.suppress(Exception):
+                    stream.close()
+                reader.join(1.0)
+                with contextlib.suppress(Exception):
+                    rest = container.logs(stream=False)
+                    if len(rest) > received["bytes"]:
+                        forward(rest[received["bytes"] :])
+            if received["pending"]:
+                on_output(received["pending"].decode("utf-8", "replace"))
         finally:
             done.set()
             watcher.join()
@@ -389,6 +663,9 @@ class DockerExecutor:
             # Already gone is fine: clean-up must go on.
             with contextlib.suppress(Exception):
                 container.remove(force=True, v=True)
+        for volume in self.volumes.values():
+            with contextlib.suppress(Exception):
+                volume.remove(force=True)
         if self.network is not None:
             with contextlib.suppress(Exception):
                 self.network.remove()
