@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     git_binary: str = "git"
     git_max_push_bytes: int = Field(default=0, description="0 means no limit")
     lfs_max_object_size: int = 5 * 1024**3  # bytes; larger LFS objects are refused (413)
+    # Send LFS transfers through the app even when the storage backend can sign URLs (a bucket
+    # clients cannot reach, or one network path to audit); the app checks SHA-256 on the way.
+    lfs_proxy_transfers: bool = False
 
     # Background jobs (CI scheduling, merge checks, clean-up): run inside the app in embedded
     # mode; turn off on app nodes when `opencodehub worker` processes run them instead.

@@ -7,11 +7,12 @@ the content in that repository: an upload whose SHA-256 was checked.
 
 Transfers take one of two paths:
 
-- **Through the app** (the local backend, whose signed URLs are app URLs anyway, and backends
-  that cannot sign): the client PUTs to `/{owner}/{repo}.git/info/lfs/objects/{oid}` with a
-  transfer token. The body streams into `storage.put` for the final key through a reader that
-  hashes it and raises at the end on a wrong size or hash; adapters discard a put whose source
-  raises, so a bad or interrupted upload leaves nothing visible. The link is made right there.
+- **Through the app** (the local backend, whose signed URLs are app URLs anyway, backends
+  that cannot sign, and every backend with `OCH_LFS_PROXY_TRANSFERS`): the client PUTs to
+  `/{owner}/{repo}.git/info/lfs/objects/{oid}` with a transfer token. The body streams into
+  `storage.put` for the final key through a reader that hashes it and raises at the end on a
+  wrong size or hash; adapters discard a put whose source raises, so a bad or interrupted
+  upload leaves nothing visible. The link is made right there.
 - **Direct to the backend** (S3, Azure): the client PUTs to a signed URL for a staging key of
   its repository, `lfs/tmp/{repository_id}/{oid}`, never the final key (a client could write
   anything to a signed URL). The `verify` call then checks the staged size with `stat`, streams
@@ -20,7 +21,8 @@ Transfers take one of two paths:
   nothing serves, until the worker's sweep (`sweep_abandoned_uploads`) removes them an hour
   after their last write.
 
-Downloads are signed GET URLs when the backend can sign, else app URLs with a transfer token.
+Downloads are signed GET URLs when the backend can sign and transfers are not proxied, else
+app URLs with a transfer token.
 """
 
 from __future__ import annotations
@@ -303,9 +305,11 @@ class TransferContext:
     lfs_url: str
 
 
-def _proxied(storage: StorageAdapter) -> bool:
-    """Whether transfers go through the app's LFS routes rather than a backend URL."""
-    return storage.backend == "local"
+def _proxied(context: TransferContext) -> bool:
+    """Whether transfers go through the app's LFS routes rather than a backend URL: always
+    with the local backend (its signed URLs are app URLs anyway), and for every backend with
+    `OCH_LFS_PROXY_TRANSFERS`."""
+    return context.storage.backend == "local" or context.settings.lfs_proxy_transfers
 
 
 def _token_action(
@@ -327,7 +331,7 @@ def _token_action(
 
 
 def _signed_action(context: TransferContext, key: str, method: SignedMethod) -> Action | None:
-    if _proxied(context.storage):
+    if _proxied(context):
         return None
     signed = context.storage.signed_url(key, method, ACTION_EXPIRES_SECONDS)
     if signed is None:

@@ -28,6 +28,7 @@ from opencodehub.storage.base import (
     Source,
     StorageAdapter,
     StorageError,
+    blocks_as_bytes,
     check_expires,
     check_method,
     drain_then,
@@ -135,7 +136,7 @@ class AzureBlobStorage(StorageAdapter):
         block_size = self._block_size
         if size is not None and size > block_size * MAX_BLOCKS:
             block_size = min(math.ceil(size / MAX_BLOCKS), MAX_BLOCK_SIZE)
-        blocks = iter_blocks(stream, block_size)
+        blocks = blocks_as_bytes(iter_blocks(stream, block_size))  # the SDK sends bytes only
         head = [block for _, block in zip(range(2), blocks, strict=False)]
         try:
             if len(head) < 2:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, TypeVar
 
 MAX_KEY_LENGTH = 1024  # bytes of UTF-8, S3's limit and well inside Azure's and Drive's
 MAX_SEGMENT_LENGTH = 255  # bytes of UTF-8: a file name on every common file system
@@ -30,6 +30,7 @@ READ_CHUNK_SIZE = 1024 * 1024
 SignedMethod = Literal["GET", "PUT"]
 ByteRange = tuple[int, int | None]
 Source = BinaryIO | Iterable[bytes]
+Block = TypeVar("Block", bytes, bytearray)
 
 # C0 controls, DEL and the C1 range: invisible in logs and listings, and NUL ends C strings.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -253,22 +254,45 @@ def iter_source(source: Source, chunk_size: int = READ_CHUNK_SIZE) -> Iterator[b
                 yield bytes(chunk)
 
 
-def iter_blocks(source: Source, block_size: int) -> Iterator[bytes]:
-    """Chunks of exactly `block_size` bytes (the last may be shorter), for part-wise uploads.
+def iter_blocks(source: Source, block_size: int) -> Iterator[bytearray]:
+    """Blocks of exactly `block_size` bytes (the last may be shorter), for part-wise uploads.
 
-    Holds at most one block plus one read chunk in memory.
+    Each block is a fresh `bytearray` the consumer owns, filled in place from the source's
+    chunks: the bytes are copied once, and a block is allocated only when the first bytes for it
+    arrive, so a suspended generator holds at most the part of one block read so far.
     """
-    buffer = bytearray()
+    block: bytearray | None = None
+    filled = 0
     for chunk in iter_source(source, min(block_size, READ_CHUNK_SIZE)):
-        buffer += chunk
-        while len(buffer) >= block_size:
-            yield bytes(buffer[:block_size])
-            del buffer[:block_size]
-    if buffer:
-        yield bytes(buffer)
+        view = memoryview(chunk)
+        while view:
+            if block is None:
+                block = bytearray(block_size)
+                filled = 0
+            count = min(len(view), block_size - filled)
+            block[filled : filled + count] = view[:count]
+            filled += count
+            view = view[count:]
+            if filled == block_size:
+                full, block = block, None
+                yield full
+                del full  # the consumer holds the only reference from here on
+    if block is not None:
+        del block[filled:]
+        yield block
 
 
-def drain_then(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+def blocks_as_bytes(blocks: Iterator[bytearray]) -> Iterator[bytes]:
+    """The blocks as `bytes`, for clients that take nothing else (the Azure SDK, httpx). Each
+    `bytearray` is freed as soon as its copy is made, and a copy once handed out is not kept."""
+    for block in blocks:
+        data = bytes(block)
+        del block
+        yield data
+        del data
+
+
+def drain_then(head: list[Block], rest: Iterator[Block]) -> Iterator[Block]:
     """The blocks of `head` (emptied as they are handed out, so memory is freed) then `rest`."""
     while head:
         yield head.pop(0)
@@ -276,12 +300,13 @@ def drain_then(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def upload_blocks_concurrently(
-    blocks: Iterator[bytes],
-    upload: Callable[[int, bytes], object],
+    blocks: Iterator[Block],
+    upload: Callable[[int, Block], object],
     concurrency: int,
 ) -> list[object]:
     """Call `upload(index, block)` for every block on up to `concurrency` threads, in order of
-    index in the result; at most `concurrency` blocks are held in memory at once.
+    index in the result. The next block is read from `blocks` only once a thread is free, so
+    memory holds `concurrency` blocks being sent plus the one being read: `concurrency + 1`.
 
     The first failure (of an upload or of reading the source) cancels what has not started and
     is raised after the running uploads finish, so the caller can abort cleanly.
@@ -292,7 +317,7 @@ def upload_blocks_concurrently(
     in_flight: set[Future[object]] = set()
     lock = threading.Lock()
 
-    def run(index: int, block: bytes) -> object:
+    def run(index: int, block: Block) -> object:
         result = upload(index, block)
         with lock:
             results[index] = result
@@ -300,13 +325,20 @@ def upload_blocks_concurrently(
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="och-upload") as pool:
         try:
-            for index, block in enumerate(blocks):
-                if len(in_flight) >= concurrency:
+            index = 0
+            while True:
+                # Wait for a free thread before reading on: a block read early would sit in
+                # memory for nothing.
+                while len(in_flight) >= concurrency:
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
                         future.result()
+                block = next(blocks, None)
+                if block is None:
+                    break
                 in_flight.add(pool.submit(run, index, block))
                 del block  # the worker holds the only reference from here on
+                index += 1
             for future in in_flight:
                 future.result()
         except BaseException:

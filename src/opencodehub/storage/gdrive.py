@@ -38,6 +38,7 @@ from opencodehub.storage.base import (
     Source,
     StorageAdapter,
     StorageError,
+    blocks_as_bytes,
     check_method,
     iter_blocks,
     resolve_range,
@@ -229,7 +230,7 @@ class GoogleDriveStorage(StorageAdapter):
         metadata: dict[str, Any] = {"mimeType": content_type}
         if file_id is None:
             metadata.update(name=key, parents=[self.folder_id])
-        blocks = iter_blocks(stream, self._chunk_size)
+        blocks = blocks_as_bytes(iter_blocks(stream, self._chunk_size))  # httpx sends bytes
         head = [block for _, block in zip(range(2), blocks, strict=False)]
         if len(head) < 2:
             item = self._upload_multipart(file_id, metadata, head.pop() if head else b"")

@@ -1,9 +1,9 @@
 """Any S3-compatible store (AWS S3, MinIO, Ceph RGW, Cloudflare R2, moto) through boto3.
 
 Small objects go up in one PutObject; an object larger than one part goes up as a multipart
-upload whose parts are read from the source one at a time and sent on a few threads, so memory
-holds `concurrency + 2` parts at most. A failed upload is aborted, which discards its parts: S3
-never shows an object before CompleteMultipartUpload.
+upload whose parts are read from the source one at a time, each as soon as a thread is free to
+send it, so memory holds `concurrency + 1` parts at most. A failed upload is aborted, which
+discards its parts: S3 never shows an object before CompleteMultipartUpload.
 """
 
 from __future__ import annotations
@@ -163,12 +163,12 @@ class S3Storage(StorageAdapter):
         except (BotoCoreError, ClientError) as exc:
             raise self._error(f"cannot store {key!r}", exc) from exc
 
-    def _put_multipart(self, key: str, blocks: Iterator[bytes], content_type: str) -> None:
+    def _put_multipart(self, key: str, blocks: Iterator[bytearray], content_type: str) -> None:
         upload_id = self._client.create_multipart_upload(
             Bucket=self.bucket, Key=key, ContentType=content_type
         )["UploadId"]
 
-        def upload_part(index: int, block: bytes) -> dict[str, Any]:
+        def upload_part(index: int, block: bytearray) -> dict[str, Any]:
             if index >= MAX_PARTS:
                 raise StorageError(f"s3: {key!r} needs more than {MAX_PARTS} parts")
             response = self._client.upload_part(
