@@ -1684,6 +1684,7 @@ def _rebuild(run: WorkflowRun) -> Any:
 def reap(session: Session, settings: Settings, *, lease_seconds: float = LEASE_SECONDS) -> int:
     """End jobs whose runner stopped heartbeating: queued again once when no step started,
     else failed with "runner lost". Returns how many were reaped."""
+    read_committed(session)  # it ends jobs, as a completion does: see lock_run
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
     stale = session.scalars(
         select(WorkflowJob)
