@@ -67,6 +67,7 @@ from peers import (
     Peer,
     free_port,
     generate_key,
+    is_unexeced_fork,
     nginx_http_backend,
     ssh_client_command,
     sshd_git_shell,
@@ -191,18 +192,27 @@ class Memory:
         return {k: round(v / MB, 1) for k, v in asdict(self).items()}
 
 
+# RSS of each child left out of a sample because it had not exec'd yet (printed per push).
+UNEXECED_FORKS: list[int] = []
+
+
 def tree_memory(pids: Sequence[int]) -> Memory:
-    """Memory of the process trees rooted at `pids` right now."""
+    """Memory of the process trees rooted at `pids` right now. A child caught between fork and
+    exec is its parent's memory, not more of it (`peers.is_unexeced_fork`): it is left out."""
     rss = pss = own = 0
     seen: set[int] = set()
-    stack: list[tuple[int, bool]] = [(pid, False) for pid in pids]
+    stack: list[tuple[int, bool, psutil.Process | None]] = [(pid, False, None) for pid in pids]
     while stack:
-        pid, under_git = stack.pop()
+        pid, under_git, parent = stack.pop()
         if pid in seen:
             continue
         seen.add(pid)
         try:
             proc = psutil.Process(pid)
+            if parent is not None and is_unexeced_fork(proc, parent):
+                UNEXECED_FORKS.append(proc.memory_info().rss)
+                stack += [(child.pid, under_git, proc) for child in proc.children()]
+                continue
             info = proc.memory_full_info()  # reads smaps_rollup: cheap, and root sees all
             is_git = under_git or proc.name().startswith("git")
             children = proc.children()
@@ -211,7 +221,7 @@ def tree_memory(pids: Sequence[int]) -> Memory:
         rss += info.rss
         pss += info.pss
         own += 0 if is_git else info.rss
-        stack += [(child.pid, is_git) for child in children]
+        stack += [(child.pid, is_git, proc) for child in children]
     return Memory(rss, pss, own)
 
 
@@ -628,7 +638,12 @@ def bench_push(
         probe = Measure()
         probe.idle = settled_memory(target.pids)
         env = target.client_env(push=True)
+        UNEXECED_FORKS.clear()
         probe.run(lambda: push_mirror(source, url, env), target.pids)
+        if UNEXECED_FORKS:
+            largest = max(UNEXECED_FORKS) / MB
+            print(f"  {target.name:<20} push {rep}: left out {len(UNEXECED_FORKS)} sample(s) "
+                  f"of a child not yet exec'd (RSS up to {largest:.0f} MB)")  # fmt: skip
         measure.samples += probe.samples
         measure.failures += probe.failures
         if probe.samples and reps > 1:

@@ -166,22 +166,49 @@ def make_workdir(prefix: str) -> Path:
 # --------------------------------------------------------------------------- RSS
 
 
+# A child still running its parent's program this long after its fork is a worker of its own
+# (fcgiwrap's pre-forked workers, git's helpers), not one on its way to exec.
+EXEC_GRACE_SECONDS = 1.0
+
+
+def is_unexeced_fork(proc: psutil.Process, parent: psutil.Process) -> bool:
+    """True for a child caught between fork and exec: same program, same command line as its
+    parent, and forked moments ago. Its pages are the parent's (the same address space under
+    vfork, which `subprocess.Popen` uses; copy-on-write copies under fork), so counting its
+    RSS or PSS counts the parent a second time: a sample taken in that window of a server
+    spawning git adds the server's whole size to the tree. Long-lived forks (fcgiwrap's
+    workers) and children that renamed themselves (nginx, sshd) are counted as usual."""
+    try:
+        return (
+            time.time() - proc.create_time() < EXEC_GRACE_SECONDS
+            and proc.exe() == parent.exe()
+            and proc.cmdline() == parent.cmdline()
+        )
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
 def tree_rss(pids: Iterable[int]) -> int:
-    """Sum of RSS over the given processes and all their descendants, in bytes."""
+    """Sum of RSS over the given processes and all their descendants, in bytes (a child not
+    yet exec'd counts as part of its parent: see `is_unexeced_fork`)."""
     seen: set[int] = set()
     total = 0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
+    stack: list[tuple[int, psutil.Process | None]] = [(pid, None) for pid in pids]
+    while stack:
+        pid, parent = stack.pop()
+        if pid in seen:
             continue
-        for proc in procs:
-            if proc.pid in seen:
-                continue
-            seen.add(proc.pid)
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                total += proc.memory_info().rss
+        seen.add(pid)
+        try:
+            proc = psutil.Process(pid)
+            children = proc.children()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        stack += [(child.pid, proc) for child in children]
+        if parent is not None and is_unexeced_fork(proc, parent):
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += proc.memory_info().rss
     return total
 
 

@@ -29,6 +29,7 @@ from opencodehub.accounts.models import Permission, SSHKey, User
 from opencodehub.config import Settings
 from opencodehub.db.engine import Database
 from opencodehub.git import process as git_process
+from opencodehub.git import ssh as ssh_module
 from opencodehub.git.ssh import host_keys_dir, start_ssh_server
 from opencodehub.git.ssh_commands import INVALID_COMMAND, SHELL_REFUSAL
 from opencodehub.repos import store
@@ -894,6 +895,42 @@ def test_large_push_keeps_server_memory_bounded(
 
     assert server_refs(settings, world.public.id)["refs/heads/main"] == sha
     assert growth_mb < 100, f"peak RSS grew by {growth_mb:.0f} MB during a 300 MB push"
+
+
+def test_push_never_buffers_more_than_a_window_for_git(
+    world: World,
+    live_server: object,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What waits in the server for git's stdin stays within the channel's receive window,
+    however large the push: the client is held back by the window, not the server's memory."""
+    buffered: list[int] = []
+    write = ssh_module._GitProcess.write
+
+    def recording_write(self: ssh_module._GitProcess, data: bytes) -> None:
+        write(self, data)
+        stdin = self._stdin()
+        if stdin is not None:
+            buffered.append(stdin.get_write_buffer_size())
+
+    monkeypatch.setattr(ssh_module._GitProcess, "write", recording_write)
+    client = world.alice_client
+    clone = tmp_path / "clone"
+    client.git("clone", "-q", client.url("alice", "hello"), str(clone), cwd=tmp_path)
+    # 32 incompressible 1 MB files in one commit: sixteen windows' worth.
+    for index in range(32):
+        (clone / f"blob{index:02}.bin").write_bytes(os.urandom(1024 * 1024))
+    client.git("add", ".", cwd=clone)
+    client.git("-c", "core.compression=0", "commit", "-q", "-m", "32 MB", cwd=clone)
+    sha = client.git("rev-parse", "HEAD", cwd=clone).stdout.strip()
+    client.git("-c", "pack.compression=0", "push", "-q", "origin", "main", cwd=clone)
+
+    assert server_refs(settings, world.public.id)["refs/heads/main"] == sha
+    assert any(size > 0 for size in buffered), "git's stdin never filled up"
+    limit = 2 * ssh_module.RECEIVE_WINDOW_BYTES
+    assert max(buffered) <= limit, f"{max(buffered)} bytes waited for git's stdin"
 
 
 def test_concurrent_clones_wait_for_a_pack_process_slot(

@@ -287,6 +287,84 @@ def test_record_push_continues_a_capped_index(
     assert pushes.continue_commit_index(db, settings, result.pending_index) == 0
 
 
+class _RowCounter:
+    """Counts index rows built and rows handed to the database, and the most ever held."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.built = 0
+        self.inserted = 0
+        self.held = 0
+        self.largest_insert = 0
+        row, insert = pushes._commit_row, pushes._insert_batch
+
+        def counting_row(repository_id: int, commit: pygit2.Commit) -> dict[str, object]:
+            self.built += 1
+            self.held = max(self.held, self.built - self.inserted)
+            return row(repository_id, commit)
+
+        def counting_insert(session, repository_id: int, rows: list[dict[str, object]]) -> int:
+            self.inserted += len(rows)
+            self.largest_insert = max(self.largest_insert, len(rows))
+            return insert(session, repository_id, rows)
+
+        monkeypatch.setattr(pushes, "_commit_row", counting_row)
+        monkeypatch.setattr(pushes, "_insert_batch", counting_insert)
+
+
+def test_commit_index_holds_one_batch_at_a_time(
+    db: Database, settings: Settings, setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, alice, git_repo, build = setup
+    monkeypatch.setattr(pushes, "COMMIT_INDEX_PUSH_LIMIT", 7)
+    monkeypatch.setattr(pushes, "COMMIT_INDEX_BATCH", 3)
+    monkeypatch.setattr(pushes, "COMMIT_INDEX_CHUNK", 6)
+    history = build.chain(None, 26, "import")
+    _set_ref(git_repo, "refs/heads/main", history[-1])
+    counter = _RowCounter(monkeypatch)
+    result = _record(db, settings, repo, alice, [RefUpdate("refs/heads/main", ZERO, history[-1])])
+    # The push's own share stops at the cap, mid-batch, and says the walk goes on.
+    assert result.commits_indexed == 7
+    assert result.pending_index is not None
+    assert counter.held <= 3
+    assert counter.largest_insert <= 3
+
+    sessions: list[int] = []
+    opened = db.session
+
+    def counting_session():
+        sessions.append(1)
+        return opened()
+
+    monkeypatch.setattr(db, "session", counting_session)
+    counter = _RowCounter(monkeypatch)
+    assert pushes.continue_commit_index(db, settings, result.pending_index) == 19
+    # 26 commits walked again in batches of 3 (never more held), two batches per transaction.
+    assert counter.built == 26
+    assert counter.held <= 3
+    assert counter.largest_insert <= 3
+    assert len(sessions) == 5
+    assert {row.sha for row in _rows(db, repo)} == set(history)
+
+
+def test_commit_index_cap_on_a_batch_boundary(
+    db: Database, settings: Settings, setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, _alice, git_repo, build = setup
+    monkeypatch.setattr(pushes, "COMMIT_INDEX_BATCH", 3)
+    history = build.chain(None, 6, "exact")
+    _set_ref(git_repo, "refs/heads/main", history[-1])
+    with db.session() as session:
+        # As many commits as the cap: complete. One more than the cap: not.
+        assert pushes.index_commits(
+            session, settings, git_repo, repo.id, [history[-1]], [], limit=6
+        ) == (6, True)
+    with db.session() as session:
+        assert pushes.index_commits(
+            session, settings, git_repo, repo.id, [history[-1]], [], limit=0
+        ) == (0, False)
+    assert {row.sha for row in _rows(db, repo)} == set(history)
+
+
 def test_record_push_indexes_exactly_the_new_commits_among_many_branches(
     db: Database, settings: Settings, setup
 ) -> None:

@@ -106,6 +106,10 @@ def _pre_receive(
             pushes.check_push(session, repository, pusher, _updates(body), git_repo=git_repo)
         except Forbidden as exc:
             return _answer(False, exc.message, 403)
+        finally:
+            # Freed now rather than by a later cyclic collection: it reads the quarantined
+            # pack, which receive-pack moves or deletes as soon as this hook answers.
+            git_repo.free()
     return _answer(True)
 
 

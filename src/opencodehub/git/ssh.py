@@ -81,6 +81,10 @@ KEEPALIVE_COUNT_MAX = 4
 TERMINATE_GRACE_SECONDS = 5.0
 # git's stdout pipe capacity: the default is 64 KiB; the cap for unprivileged processes 1 MiB.
 OUTPUT_PIPE_BYTES = 1024 * 1024
+# Each channel's receive window: what a client may send ahead of what git has taken. It bounds
+# the memory a push holds in the server to about two windows (one in asyncssh's buffer, one in
+# git's stdin transport), whatever the size of the push.
+RECEIVE_WINDOW_BYTES = 2 * 1024 * 1024
 
 
 def host_keys_dir(settings: Settings) -> Path:
@@ -704,6 +708,7 @@ async def start_ssh_server(settings: Settings, database: Database) -> asyncssh.S
         allow_scp=False,
         line_editor=False,
         encoding=None,
+        window=RECEIVE_WINDOW_BYTES,
         login_timeout=LOGIN_TIMEOUT_SECONDS,
         keepalive_interval=KEEPALIVE_INTERVAL_SECONDS,
         keepalive_count_max=KEEPALIVE_COUNT_MAX,

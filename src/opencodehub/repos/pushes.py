@@ -15,6 +15,7 @@ pygit2 handle (`open_pushed_objects`), after checking it lies inside the reposit
 from __future__ import annotations
 
 import contextlib
+import itertools
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -316,49 +317,60 @@ def index_commits(
     """Add the commits reachable from `tips` but not from `hidden` to the commit index, in
     batches. Returns (rows inserted, walk complete); stops after `limit` commits walked."""
     inserted = 0
-    batch: list[dict[str, object]] = []
+    walked = 0
     with contextlib.closing(_new_commits(settings, git_repo, tips, hidden)) as walk:
-        for walked, commit in enumerate(walk):
-            if limit is not None and walked >= limit:
-                if batch:
-                    inserted += _insert_batch(session, repository_id, batch)
+        commits = walk if limit is None else itertools.islice(walk, limit + 1)
+        for batch in _batches(repository_id, commits, COMMIT_INDEX_BATCH):
+            if limit is not None and walked + len(batch) > limit:
+                # One commit past the cap was read to learn that the walk goes on.
+                if limit > walked:
+                    inserted += _insert_batch(session, repository_id, batch[: limit - walked])
                 return inserted, False
-            batch.append(_commit_row(repository_id, commit))
-            if len(batch) >= COMMIT_INDEX_BATCH:
-                inserted += _insert_batch(session, repository_id, batch)
-                batch = []
-    if batch:
-        inserted += _insert_batch(session, repository_id, batch)
+            walked += len(batch)
+            inserted += _insert_batch(session, repository_id, batch)
     return inserted, True
+
+
+def _batches(
+    repository_id: int, commits: Iterable[pygit2.Commit], size: int
+) -> Iterator[list[dict[str, object]]]:
+    """The index rows of `commits`, `size` at a time: one batch is all that is ever held."""
+    batch: list[dict[str, object]] = []
+    for commit in commits:
+        batch.append(_commit_row(repository_id, commit))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def continue_commit_index(
     database: Database, settings: Settings, continuation: IndexContinuation
 ) -> int:
-    """Finish a capped index: walk again and insert what is missing, one transaction per chunk,
-    so a huge import is indexed without one giant transaction. Returns rows inserted."""
-    git_repo = store.open_repository(settings, continuation.repository_id)
+    """Finish a capped index: walk again and insert what is missing, one transaction per chunk
+    of COMMIT_INDEX_CHUNK commits, so a huge import is indexed without one giant transaction.
+    Each batch is inserted as soon as it is read, so a chunk's rows (5,000 of them, a few MB
+    with their names and summaries) are never all in memory at once. Returns rows inserted."""
+    repository_id = continuation.repository_id
+    git_repo = store.open_repository(settings, repository_id)
     total = 0
-    batch: list[dict[str, object]] = []
-    pending: list[list[dict[str, object]]] = []
-
-    def flush() -> int:
-        with database.session() as session:
-            return sum(_insert_batch(session, continuation.repository_id, rows) for rows in pending)
-
-    for commit in _new_commits(settings, git_repo, continuation.tips, continuation.hidden):
-        batch.append(_commit_row(continuation.repository_id, commit))
-        if len(batch) >= COMMIT_INDEX_BATCH:
-            pending.append(batch)
-            batch = []
-            if len(pending) * COMMIT_INDEX_BATCH >= COMMIT_INDEX_CHUNK:
-                total += flush()
-                pending = []
-    if batch:
-        pending.append(batch)
-    if pending:
-        total += flush()
-    log.info("commit index completed", repository_id=continuation.repository_id, inserted=total)
+    batches_per_chunk = max(1, COMMIT_INDEX_CHUNK // COMMIT_INDEX_BATCH)
+    try:
+        walk = _new_commits(settings, git_repo, continuation.tips, continuation.hidden)
+        with contextlib.closing(walk):
+            batches = _batches(repository_id, walk, COMMIT_INDEX_BATCH)
+            rows = next(batches, None)
+            while rows is not None:
+                with database.session() as session:
+                    for _ in range(batches_per_chunk):
+                        total += _insert_batch(session, repository_id, rows)
+                        rows = next(batches, None)
+                        if rows is None:
+                            break
+    finally:
+        git_repo.free()
+    log.info("commit index completed", repository_id=repository_id, inserted=total)
     return total
 
 
@@ -394,6 +406,23 @@ def record_push(
     """Bookkeeping after refs moved: push records, the commit index, the repository's state, and
     a `push` event published once the caller's transaction commits."""
     git_repo = store.open_repository(settings, repository.id)
+    try:
+        return _record_push(session, settings, git_repo, repository, pusher, updates, events)
+    finally:
+        # A repository sits in a reference cycle: without this, its object cache (the commits
+        # and trees the index just read) and its mapped packs stay until a cyclic collection.
+        git_repo.free()
+
+
+def _record_push(
+    session: Session,
+    settings: Settings,
+    git_repo: pygit2.Repository,
+    repository: Repository,
+    pusher: Pusher,
+    updates: Sequence[RefUpdate],
+    events: EventBus | None,
+) -> PushResult:
     now = utcnow()
     pusher_id = _pusher_user_id(pusher)
     result = PushResult()
