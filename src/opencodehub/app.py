@@ -36,7 +36,7 @@ from opencodehub.core.errors import DOCS_URL, OCHError
 from opencodehub.core.events import build_event_bus
 from opencodehub.core.logging import configure_logging
 from opencodehub.core.ratelimit import build_rate_limiter
-from opencodehub.db.engine import WORKER_THREADS, Database
+from opencodehub.db.engine import REQUEST_SESSIONS, WORKER_THREADS, Database
 from opencodehub.git import internal as git_internal
 from opencodehub.git import views as git_views
 from opencodehub.git.http import GitHTTPMiddleware
@@ -149,6 +149,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The database pool is sized for exactly this many worker threads (see db/engine.py).
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        # Made here, in the serving loop: see REQUEST_SESSIONS in db/engine.py.
+        app.state.session_slots = asyncio.Semaphore(REQUEST_SESSIONS)
         background: asyncio.Task[None] | None = None
         if settings.run_background_jobs:
             context = WorkerContext(settings, database, app.state.events)

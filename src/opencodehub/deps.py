@@ -10,6 +10,7 @@ database goes to a thread: resolving the caller, the route itself, and the commi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator
@@ -53,18 +54,26 @@ def _rollback_and_close(session: Session) -> None:
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
+    # A bounded number of requests hold a session at once (REQUEST_SESSIONS in db/engine.py).
     # Creating a session does no I/O (it connects on first use), so only the teardown of a
     # session that was used needs a worker thread.
-    session: Session = request.app.state.db.sessionmaker()
+    slots: asyncio.Semaphore | None = getattr(request.app.state, "session_slots", None)
+    if slots is not None:
+        await slots.acquire()
     try:
-        yield session
-    except BaseException:
-        await run_in_threadpool(_rollback_and_close, session)
-        raise
-    if session.in_transaction():
-        await run_in_threadpool(_commit_and_close, session)
-    else:
-        session.close()
+        session: Session = request.app.state.db.sessionmaker()
+        try:
+            yield session
+        except BaseException:
+            await run_in_threadpool(_rollback_and_close, session)
+            raise
+        if session.in_transaction():
+            await run_in_threadpool(_commit_and_close, session)
+        else:
+            session.close()
+    finally:
+        if slots is not None:
+            slots.release()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -74,6 +75,31 @@ def release_memory() -> None:
         libc.malloc_trim(0)
 
 
+def freeze_startup_objects() -> None:
+    """Move everything start-up made into the collector's permanent generation.
+
+    The app's modules, routes, schemas and ORM mappings are a few hundred thousand objects that
+    live as long as the process. Left in the oldest generation, every full collection walks them
+    all, holding the GIL for a noticeable fraction of a second: a request that arrives then
+    waits (a p99 spike). Frozen, they are never walked again. Freezing after a collection keeps
+    start-up's garbage out of the frozen set."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+def create_worker_app() -> Any:
+    """The app of one `OCH_WORKERS` > 1 process (uvicorn's factory), tuned as `run_server`'s."""
+    from opencodehub.app import create_app
+
+    tune_memory()
+    app = create_app()
+    release_memory()
+    freeze_startup_objects()
+    return app
+
+
 async def trim_memory_forever(interval: float = TRIM_INTERVAL_SECONDS) -> None:
     """`release_memory()` every `interval` seconds, off the event loop."""
     while True:
@@ -115,6 +141,7 @@ async def run_server(settings: Settings, *, migrate: bool = True) -> None:
         await asyncio.to_thread(migrations.upgrade, database)
     app = create_app(settings, database)
     release_memory()  # what importing and building the app left behind
+    freeze_startup_objects()
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -186,7 +213,7 @@ def run_multiprocess(settings: Settings, *, migrate: bool = True) -> None:
     _announce(settings)
     try:
         uvicorn.run(
-            "opencodehub.app:create_app",
+            "opencodehub.serve:create_worker_app",
             factory=True,
             host=settings.http_host,
             port=settings.http_port,

@@ -38,14 +38,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-# FastAPI runs sync routes and dependencies on AnyIO's worker threads (40 by default). A request
-# holds its connection until its session dependency's teardown, which needs a worker thread too:
-# with fewer connections than threads, waiting requests can hold every thread while the holders
-# wait for one to tear down — a deadlock until the pool times out. So the pool can always serve
-# every worker thread at once, plus the event loop's own short uses.
+# FastAPI runs sync routes and dependencies on AnyIO's worker threads. A request holds its
+# connection from its first query to its commit, across the awaits between its thread hops; if
+# more requests held connections than the pool has, the threads of the next ones would block on
+# the pool while the holders wait for a thread to finish on — a deadlock until the pool times
+# out. So at most REQUEST_SESSIONS requests hold a session at once (`deps.get_session` waits for
+# a slot on the event loop, where waiting costs nothing), and the pool has room for all of them
+# plus the short, thread-bound uses outside requests (git transports, middleware, jobs).
 WORKER_THREADS = 40
+REQUEST_SESSIONS = WORKER_THREADS
 POOL_SIZE = 10
-POOL_MAX_OVERFLOW = WORKER_THREADS + 10 - POOL_SIZE
+POOL_MAX_OVERFLOW = REQUEST_SESSIONS + 10 - POOL_SIZE
 
 
 def _size_pool(kwargs: dict[str, Any], *, keep_all: bool = False) -> None:
