@@ -29,6 +29,38 @@ from opencodehub.db.base import Base
 from opencodehub.db.engine import Database
 from opencodehub.db.models import Base as _all_models  # noqa: F401 - completes the metadata
 
+
+def _share_route_analysis() -> None:
+    """Most tests build an app of their own (settings and database differ per test), and FastAPI
+    spends about half a second of each `create_app` analysing the same endpoint signatures
+    again. The analysis depends only on (path, endpoint, router dependencies), so the suite
+    computes it once per process. Apps still get their own routes, state and middleware."""
+    from fastapi import routing
+
+    build = getattr(routing, "_build_dependant_with_parameterless_dependencies", None)
+    if build is None or getattr(build, "_och_shared", False):
+        return  # another FastAPI layout: every app does its own analysis, as in production
+    cache: dict[tuple[object, ...], tuple[object, list[object], bool]] = {}
+
+    def shared(*, path: str, call: Callable[..., object], dependencies: list) -> tuple:
+        if any(getattr(dep, "max_concurrency", None) is not None for dep in dependencies):
+            return build(path=path, call=call, dependencies=dependencies)
+        key = (
+            path,
+            call,
+            tuple((dep.dependency, dep.use_cache, dep.scope) for dep in dependencies),
+        )
+        if key not in cache:
+            cache[key] = build(path=path, call=call, dependencies=dependencies)
+        dependant, body_params, embed = cache[key]
+        return dependant, list(body_params), embed
+
+    shared._och_shared = True  # type: ignore[attr-defined]
+    routing._build_dependant_with_parameterless_dependencies = shared
+
+
+_share_route_analysis()
+
 ENGINES = [
     name.strip()
     for name in os.environ.get("OCH_TEST_DATABASES", "sqlite,postgresql,mysql").split(",")
