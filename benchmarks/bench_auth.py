@@ -48,6 +48,7 @@ from opencodehub.app import create_app  # noqa: E402
 from opencodehub.config import Settings  # noqa: E402
 from opencodehub.db.base import Base  # noqa: E402
 from opencodehub.db.engine import Database  # noqa: E402
+from opencodehub.serve import freeze_startup_objects  # noqa: E402
 
 
 def verify_with_pyjwt(settings: Settings, secret: str) -> dict[str, Any] | None:
@@ -191,6 +192,7 @@ def main() -> None:
             jwt_token = jwt_service.issue(settings, actor).token
 
         app = create_app(settings, database)
+        freeze_startup_objects()  # as `opencodehub serve` does once its app is built
         path = "/api/v3/users/alice"
         fast_verify = jwt_service.verify
         bearer = {"Authorization": f"Bearer {jwt_token}"}
