@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from opencodehub.accounts import service as accounts
 from opencodehub.accounts.actor import Actor
+from opencodehub.accounts.jwt import service as jwt_service
 from opencodehub.accounts.models import User
 from opencodehub.config import Settings
 from opencodehub.core.errors import Unauthorized
@@ -53,6 +54,19 @@ def _rollback_and_close(session: Session) -> None:
         session.close()
 
 
+def _only_read_in_process(session: Session) -> bool:
+    """True when the session's database is SQLite and it only read: nothing pending and no
+    write transaction open on its connection. Ending it then does no I/O that could wait (a
+    SQLite read takes no lock in WAL mode, and the driver opens a transaction only for a write),
+    so it ends on the event loop: a thread hop costs far more than closing it."""
+    if session.new or session.dirty or session.deleted:
+        return False
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return False
+    return not connection.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+
+
 async def get_session(request: Request) -> AsyncIterator[Session]:
     # A bounded number of requests hold a session at once (REQUEST_SESSIONS in db/engine.py).
     # Creating a session does no I/O (it connects on first use), so only the teardown of a
@@ -67,7 +81,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         except BaseException:
             await run_in_threadpool(_rollback_and_close, session)
             raise
-        if session.in_transaction():
+        if session.in_transaction() and not _only_read_in_process(session):
             await run_in_threadpool(_commit_and_close, session)
         else:
             session.close()
@@ -139,11 +153,29 @@ def actor_for_request(request: Request, session: Session) -> Actor:
     return actor
 
 
+def _resolved_by_one_read(header: str | None) -> bool:
+    """A session cookie (no header), a personal access token or a JWT: resolving each reads
+    one row and its user, and writes nothing but a last-used time, committed later."""
+    if header is None:
+        return True
+    parsed = parse_authorization(header)
+    if parsed is None or parsed[0] == "basic":
+        return False
+    secret = parsed[2]
+    return accounts.looks_like_token(secret) or jwt_service.looks_like_jwt(secret)
+
+
 async def get_actor(request: Request, session: SessionDep) -> Actor:
     cached = getattr(request.state, "actor", None)
     if cached is not None:
         return cached
-    if "authorization" in request.headers or accounts.SESSION_COOKIE in request.cookies:
+    header = request.headers.get("authorization")
+    if header is not None or accounts.SESSION_COOKIE in request.cookies:
+        if request.app.state.db.dialect == "sqlite" and _resolved_by_one_read(header):
+            # On SQLite that is one indexed read in this process (WAL: readers never wait),
+            # cheaper than the hop to a worker thread. Passwords (argon2), other credentials
+            # and a server database's round trip go to a thread.
+            return actor_for_request(request, session)
         return await run_in_threadpool(actor_for_request, request, session)
     request.state.web_session = None
     request.state.actor = Actor.anonymous()
