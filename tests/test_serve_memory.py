@@ -4,6 +4,9 @@ of repositories that only the cyclic garbage collector would free."""
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,3 +59,36 @@ def test_release_memory_frees_dropped_repositories(tmp_path: Path) -> None:
         assert pygit2.settings.cached_memory[0] == 0
     finally:
         gc.enable()
+
+
+# Libraries a serving process loads only when a feature first needs them (each is 1-5 MB of
+# the idle process): image drawing, security keys, provider sign-in, markdown, QR codes, the
+# CLI's console rendering, and the HTTP client.
+LOADED_ON_FIRST_USE = (
+    "PIL",
+    "webauthn",
+    "httpx",
+    "joserfc",
+    "authlib",
+    "markdown_it",
+    "nh3",
+    "segno",
+    "rich",
+    "structlog",
+    "websockets",
+)
+
+
+def test_starting_the_server_leaves_optional_libraries_unloaded(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "import opencodehub.cli\n"
+        "from opencodehub.app import create_app\n"
+        "create_app()\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({LOADED_ON_FIRST_USE!r})))\n"
+    )
+    env = {**os.environ, "OCH_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stderr

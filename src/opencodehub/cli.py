@@ -7,14 +7,13 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from opencodehub.accounts.jwt import cli as jwt_cli
 from opencodehub.accounts.sso.cli import app as auth_source_app
 from opencodehub.actions.admin_cli import runner_token
 from opencodehub.actions.cli import app as actions_app
 from opencodehub.config import Settings, get_settings
+from opencodehub.core.terminal import console, fail, table
 from opencodehub.runner.cli import app as runner_app
 
 if TYPE_CHECKING:
@@ -33,20 +32,12 @@ admin_app.add_typer(auth_source_app, name="auth-source")
 admin_app.command("jwt-rotate")(jwt_cli.jwt_rotate)
 admin_app.command("runner-token")(runner_token)
 
-console = Console()
-err_console = Console(stderr=True)
-
 
 def _database(settings: Settings) -> Database:
     # Imported here so that `--help` does not pay for SQLAlchemy and the drivers.
     from opencodehub.db.engine import Database
 
     return Database(settings.effective_database_url)
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)
 
 
 @app.command()
@@ -57,7 +48,9 @@ def migrate() -> None:
     settings = get_settings()
     database = _database(settings)
     migrations.upgrade(database)
-    console.print(f"database at head: {', '.join(sorted(migrations.current_revisions(database)))}")
+    console().print(
+        f"database at head: {', '.join(sorted(migrations.current_revisions(database)))}"
+    )
 
 
 @app.command()
@@ -106,7 +99,7 @@ def worker(
     configure_logging(settings.log_level, settings.log_format)
     unknown = sorted(set(job or []) - set(registered_jobs()))
     if unknown:
-        raise _fail(f"unknown background jobs: {', '.join(unknown)}")
+        raise fail(f"unknown background jobs: {', '.join(unknown)}")
     tune_memory()
     database = _database(settings)
     events = build_event_bus(settings.redis_url)
@@ -141,12 +134,12 @@ def doctor() -> None:
     from opencodehub.doctor import run_checks
 
     checks = run_checks(get_settings())
-    table = Table("check", "status", "detail")
+    listing = table("check", "status", "detail")
     for check in checks:
-        table.add_row(
+        listing.add_row(
             check.name, "[green]ok[/green]" if check.ok else "[red]FAIL[/red]", check.detail
         )
-    console.print(table)
+    console().print(listing)
     if not all(check.ok for check in checks):
         raise typer.Exit(code=1)
 
@@ -171,11 +164,11 @@ def create_user(
             user = accounts.create_user(
                 session, name, email, password, is_site_admin=admin, email_verified=True
             )
-            console.print(
+            console().print(
                 f"created user {user.username} (id {user.id}){' [admin]' if admin else ''}"
             )
     except ValidationFailed as exc:
-        raise _fail(exc.describe()) from None
+        raise fail(exc.describe()) from None
 
 
 @admin_app.command("create-token")
@@ -196,11 +189,11 @@ def create_token(
         with database.session() as session:
             user = accounts.get_user(session, name)
             if user is None:
-                raise _fail(f"no user named {name!r}")
+                raise fail(f"no user named {name!r}")
             scope_list = [scope.strip() for scope in scopes.split(",") if scope.strip()]
             _, plaintext = accounts.create_token(session, user, note, scope_list, expires_days)
     except ValidationFailed as exc:
-        raise _fail(exc.describe()) from None
+        raise fail(exc.describe()) from None
     typer.echo(plaintext)
 
 
@@ -212,12 +205,12 @@ def list_users() -> None:
     from opencodehub.accounts.models import AccountKind, User
 
     database = _database(get_settings())
-    table = Table("id", "username", "email", "admin", "active", "created")
+    listing = table("id", "username", "email", "admin", "active", "created")
     with database.session() as session:
         for user in session.scalars(
             select(User).where(User.kind == AccountKind.USER).order_by(User.id)
         ):
-            table.add_row(
+            listing.add_row(
                 str(user.id),
                 user.username,
                 user.primary_email or "",
@@ -225,7 +218,7 @@ def list_users() -> None:
                 "yes" if user.is_active else "no",
                 user.created_at.strftime("%Y-%m-%d"),
             )
-    console.print(table)
+    console().print(listing)
 
 
 @admin_app.command("seed")
@@ -247,7 +240,7 @@ def seed(
     try:
         with database.session() as session:
             if accounts.get_account(session, "ada") is not None:
-                raise _fail("the demo dataset is already there (user 'ada' exists)")
+                raise fail("the demo dataset is already there (user 'ada' exists)")
             ada, linus, grace = (
                 accounts.create_user(
                     session,
@@ -324,10 +317,10 @@ def seed(
             )
             repos.set_team_permission(session, as_ada, team, infra, Permission.MAINTAIN)
     except ValidationFailed as exc:
-        raise _fail(exc.describe()) from None
+        raise fail(exc.describe()) from None
     except OCHError as exc:
-        raise _fail(exc.message) from None
-    console.print(
+        raise fail(exc.message) from None
+    console().print(
         "seeded users ada (site admin), linus, grace; organization demo-org with team core; "
         "repositories ada/hello-world, ada/notes, linus/kernel-toy, demo-org/website, "
         f"demo-org/infra. Every password is {password!r}."
@@ -346,7 +339,7 @@ def config_show(
     if as_json:
         typer.echo(json.dumps(values, indent=2, default=str))
         return
-    table = Table("setting", "value")
+    listing = table("setting", "value")
     for key, value in sorted(values.items()):
-        table.add_row(f"OCH_{key.upper()}", str(value))
-    console.print(table)
+        listing.add_row(f"OCH_{key.upper()}", str(value))
+    console().print(listing)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 import uuid
 
-import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opencodehub.core.logging import get_logger
+from opencodehub.core.logging import bound_context, get_logger
 
 router = APIRouter(include_in_schema=False)
 log = get_logger("opencodehub.http")
@@ -95,7 +94,7 @@ class RequestContextMiddleware:
                 LATENCY.labels(_route_label(scope)).observe(elapsed)
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        with bound_context(request_id=request_id):
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:

@@ -27,6 +27,9 @@ GIT_OBJECT_CACHE_BYTES = 32 * 1024 * 1024
 # indexing) leaves the arenas' peaks resident. Two arenas keep the contention low enough.
 MALLOC_ARENAS = 2
 M_ARENA_MAX = -8
+# No route speaks WebSocket (live logs are server-sent events), so uvicorn need not load a
+# WebSocket library (about 1 MB) to offer the upgrade.
+WEBSOCKETS = "none"
 # How often freed heap pages are handed back to the kernel (malloc_trim), off the event loop.
 TRIM_INTERVAL_SECONDS = 30.0
 
@@ -151,6 +154,7 @@ async def run_server(settings: Settings, *, migrate: bool = True) -> None:
         proxy_headers=True,
         server_header=False,
         timeout_keep_alive=30,
+        ws=WEBSOCKETS,
     )
     server = uvicorn.Server(config)
     tasks = [asyncio.create_task(server.serve(), name="http")]
@@ -223,6 +227,7 @@ def run_multiprocess(settings: Settings, *, migrate: bool = True) -> None:
             proxy_headers=True,
             server_header=False,
             timeout_keep_alive=30,
+            ws=WEBSOCKETS,
         )
     finally:
         if ssh_child is not None:

@@ -23,16 +23,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
 
-import httpx
-from PIL import Image, ImageDraw, ImageOps
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.models import User
 from opencodehub.core.errors import FieldError, ValidationFailed
 from opencodehub.storage.base import ObjectNotFound, StorageAdapter
+
+if TYPE_CHECKING:
+    # Pillow and httpx are imported where an image is made or fetched, not at start-up:
+    # a server that has not drawn an avatar yet does not carry them.
+    from PIL import Image
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_DIMENSION = 4096
@@ -137,6 +140,8 @@ def decode_image(stream: BinaryIO) -> Image.Image:
     these four decoders are tried (no EPS, PDF, SVG or anything that calls out to other tools).
     Dimensions are checked from the header before the pixel data is decoded.
     """
+    from PIL import Image, ImageOps
+
     try:
         image = Image.open(stream, formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
@@ -173,11 +178,15 @@ def _too_big_message() -> str:
 
 def square(image: Image.Image, size: int) -> Image.Image:
     """Centre-crop to a square and resize to `size`x`size`."""
+    from PIL import Image, ImageOps
+
     return ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS)
 
 
 def encode_png(image: Image.Image) -> bytes:
     """PNG from the pixel data alone: a new image, so no `info` (EXIF, ICC, text) comes along."""
+    from PIL import Image
+
     clean = Image.frombytes(image.mode, image.size, image.tobytes())
     output = io.BytesIO()
     clean.save(output, format="PNG", optimize=False)
@@ -278,6 +287,8 @@ def _image(body: bytes, source: str) -> AvatarImage:
 
 
 def _resize_png(master: bytes, size: int) -> bytes:
+    from PIL import Image
+
     with Image.open(io.BytesIO(master), formats=("PNG",)) as image:
         image.load()
         return encode_png(square(image.convert("RGBA"), size))
@@ -312,6 +323,8 @@ def identicon(seed: str, size: int = DEFAULT_SIZE) -> bytes:
     The hash of `seed` picks the colour (hue from 12 bits, fixed saturation and lightness, so
     every colour reads on white) and which of the 15 independent cells are filled.
     """
+    from PIL import Image, ImageDraw
+
     digest = hashlib.sha256(f"opencodehub-identicon:{seed}".encode()).digest()
     hue = int.from_bytes(digest[:2], "big") % 360
     colour = _hsl_to_rgb(hue / 360, 0.55, 0.55)
@@ -375,6 +388,8 @@ def fetch_gravatar(base_url: str, email: str, size: int) -> AvatarImage | None:
 
     Answers, misses included, are remembered for an hour so pages do not wait on the network.
     """
+    import httpx
+
     cache_key = (base_url, email, size)
     hit, cached = _gravatars.get(cache_key)
     if hit:

@@ -38,6 +38,12 @@ def constant_time_equals(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+def pkce_s256_challenge(verifier: str) -> str:
+    """RFC 7636's S256 `code_challenge` of a `code_verifier`: BASE64URL(SHA256(verifier))."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
 def _fernet(secret: bytes) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(derive_key(secret, "encryption")))
 

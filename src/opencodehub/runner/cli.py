@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from opencodehub.runner.agent import Agent, RunnerError, register
 from opencodehub.runner.config import RunnerConfig, default_config_path, parse_label
 
 app = typer.Typer(help="Run CI jobs for an OpenCodeHub server.", no_args_is_help=True)
@@ -46,6 +45,10 @@ def register_command(
             executor in ("host", "bwrap", "docker") or executor.startswith("docker://")
         ):
             raise typer.BadParameter(f"{spec!r}: expected label:host|bwrap|docker://IMAGE")
+    # The agent (and its HTTP client) is imported by the commands that use it: the server's
+    # `opencodehub serve` loads this module for its command tree, not to run jobs.
+    from opencodehub.runner.agent import RunnerError, register
+
     runner_name = name or os.uname().nodename
     try:
         registered = register(url, token, runner_name, specs)
@@ -74,6 +77,8 @@ def run_command(
     poll_wait: Annotated[float, typer.Option(hidden=True)] = 20.0,
 ) -> None:
     """Take jobs from the server and run them until stopped (SIGTERM or Ctrl-C)."""
+    from opencodehub.runner.agent import Agent
+
     path = (config or default_config_path()).expanduser()
     try:
         loaded = RunnerConfig.load(path)

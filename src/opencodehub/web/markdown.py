@@ -19,16 +19,19 @@ import posixpath
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-import nh3
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
 from markupsafe import Markup
-from mdit_py_plugins.anchors import anchors_plugin
-from mdit_py_plugins.footnote import footnote_plugin
 
 from opencodehub.web.highlight import highlight_block
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
+
+# The parser (markdown-it and its plugins) and the sanitizer (nh3) are imported when the first
+# document is rendered, not when the server starts.
 
 MAX_MARKDOWN_CHARS = 2 * 1024 * 1024
 HEADING_ID_PREFIX = "user-content-"
@@ -241,6 +244,10 @@ def _html_link_rewriter(context: RepoContext | None):  # type: ignore[no-untyped
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.anchors import anchors_plugin
+    from mdit_py_plugins.footnote import footnote_plugin
+
     md = MarkdownIt(
         "commonmark",
         {"html": True, "linkify": True, "typographer": False, "breaks": False},
@@ -259,6 +266,8 @@ def _parser() -> MarkdownIt:
 
 def sanitize_html(html: str, repo_context: RepoContext | None = None) -> str:
     """`html` with everything outside the allow-list removed (tags, attributes, URL schemes)."""
+    import nh3
+
     return nh3.clean(
         html,
         tags=set(ALLOWED_TAGS),

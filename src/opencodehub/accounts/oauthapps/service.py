@@ -9,8 +9,6 @@ URI) are `AuthorizeRefused`: the person sees them on an error page instead.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import re
 import secrets
@@ -34,7 +32,12 @@ from opencodehub.accounts.oauthapps.models import (
     OAuthToken,
 )
 from opencodehub.accounts.security import audit
-from opencodehub.core.crypto import constant_time_equals, random_token, sha256_hex
+from opencodehub.core.crypto import (
+    constant_time_equals,
+    pkce_s256_challenge,
+    random_token,
+    sha256_hex,
+)
 from opencodehub.core.errors import FieldError, NotFound, ValidationFailed
 from opencodehub.core.time import utcnow
 from opencodehub.repos.authz import authorize
@@ -570,9 +573,7 @@ def _revoke_where(session: Session, *conditions: Any) -> None:
 def _verify_pkce(challenge: str, verifier: str) -> bool:
     if not _PKCE_RE.match(verifier or ""):
         return False
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-    return constant_time_equals(computed, challenge)
+    return constant_time_equals(pkce_s256_challenge(verifier), challenge)
 
 
 def _client_for_grant(

@@ -13,7 +13,6 @@ import re
 import time
 
 import pyotp
-import segno
 
 INTERVAL = 30
 DIGITS = 6
@@ -60,6 +59,8 @@ def provisioning_uri(secret: str, account: str, issuer: str) -> str:
 
 def qr_svg(data: str) -> str:
     """An inline SVG QR code, made on the server: the secret never goes to a third party."""
+    import segno  # only the enrolment page draws codes; not loaded at start-up
+
     buffer = io.BytesIO()
     segno.make(data, error="m").save(  # light modules drawn: readable on a dark theme too
         buffer,

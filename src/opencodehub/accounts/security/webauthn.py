@@ -7,23 +7,15 @@ valid for five minutes, consumed by the first verification attempt).
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import webauthn
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from opencodehub.accounts.models import User
 from opencodehub.accounts.security.models import WebAuthnChallenge, WebAuthnCredential
@@ -32,10 +24,31 @@ from opencodehub.core.crypto import sha256_hex
 from opencodehub.core.errors import NotFound, ValidationFailed
 from opencodehub.core.time import utcnow
 
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
+
+# py_webauthn (with its CBOR, ASN.1 and certificate parsers, about 5 MB) is imported by the
+# functions that make or check a ceremony, not when the server starts.
+
 CHALLENGE_LIFETIME = timedelta(minutes=5)
 MAX_KEYS_PER_USER = 20
 MAX_CREDENTIAL_JSON = 64 * 1024
-_TRANSPORTS = {transport.value for transport in AuthenticatorTransport}
+
+
+@functools.cache
+def _known_transports() -> frozenset[str]:
+    from webauthn.helpers.structs import AuthenticatorTransport
+
+    return frozenset(transport.value for transport in AuthenticatorTransport)
+
+
+def bytes_to_base64url(value: bytes) -> str:
+    """WebAuthn's unpadded base64url, as py_webauthn writes it (stored ids use this form)."""
+    return base64.urlsafe_b64encode(value).decode("ascii").rstrip("=")
+
+
+def base64url_to_bytes(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
 def relying_party(settings: Settings) -> tuple[str, str]:
@@ -56,6 +69,8 @@ def list_keys(session: Session, user: User) -> list[WebAuthnCredential]:
 
 
 def _descriptors(session: Session, user: User) -> list[PublicKeyCredentialDescriptor]:
+    from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
+
     descriptors = []
     for key in list_keys(session, user):
         transports = [AuthenticatorTransport(value) for value in key.transports.split(",") if value]
@@ -115,6 +130,13 @@ def _parse(credential_json: str | dict[str, Any]) -> dict[str, Any]:
 
 
 def registration_options(session: Session, settings: Settings, user: User) -> dict[str, Any]:
+    import webauthn
+    from webauthn.helpers.structs import (
+        AuthenticatorSelectionCriteria,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     rp_id, _ = relying_party(settings)
     options = webauthn.generate_registration_options(
         rp_id=rp_id,
@@ -140,6 +162,9 @@ def register(
     credential_json: str | dict[str, Any],
 ) -> WebAuthnCredential:
     """Verify an attestation against the outstanding challenge and store the key."""
+    import webauthn
+    from webauthn.helpers.exceptions import WebAuthnException
+
     name = (name or "").strip()
     if not name or len(name) > 255 or any(ord(char) < 0x20 for char in name):
         raise ValidationFailed.invalid("SecurityKey", "name", "must be 1 to 255 characters")
@@ -171,7 +196,7 @@ def register(
     response = credential.get("response")
     raw_transports = response.get("transports", []) if isinstance(response, dict) else []
     transports = [
-        value for value in raw_transports if isinstance(value, str) and value in _TRANSPORTS
+        value for value in raw_transports if isinstance(value, str) and value in _known_transports()
     ]
     key = WebAuthnCredential(
         user_id=user.id,
@@ -191,6 +216,9 @@ def register(
 def authentication_options(
     session: Session, settings: Settings, user: User, purpose: str = "authenticate"
 ) -> dict[str, Any]:
+    import webauthn
+    from webauthn.helpers.structs import UserVerificationRequirement
+
     rp_id, _ = relying_party(settings)
     descriptors = _descriptors(session, user)
     if not descriptors:
@@ -215,6 +243,9 @@ def authenticate(
 
     A signature counter that did not grow (when the key keeps one) means a cloned key: refused.
     """
+    import webauthn
+    from webauthn.helpers.exceptions import WebAuthnException
+
     try:
         credential = _parse(credential_json)
     except ValidationFailed:

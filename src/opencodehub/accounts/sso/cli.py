@@ -5,17 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from opencodehub.core.terminal import console, fail, table
 
 app = typer.Typer(help="Configure sign-in with external providers.", no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)
 
 
 @app.command("add")
@@ -72,12 +65,12 @@ def add(
                 org_mapping=sso.parse_mapping(org_mapping),
                 enabled=not disabled,
             )
-            console.print(
+            console().print(
                 f"added sign-in source {source.name} (id {source.id}, /login/sso/{source.slug}); "
                 f"callback URL {sso.redirect_uri(settings, source)}"
             )
     except ValidationFailed as exc:
-        raise _fail(exc.describe()) from None
+        raise fail(exc.describe()) from None
     finally:
         database.dispose()
 
@@ -90,14 +83,14 @@ def list_sources() -> None:
     from opencodehub.config import get_settings
 
     database = _database(get_settings())
-    table = Table("id", "slug", "name", "kind", "enabled", "client id", "restrictions")
+    listing = table("id", "slug", "name", "kind", "enabled", "client id", "restrictions")
     try:
         with database.session() as session:
             for source in sso.list_sources(session):
                 restrictions = ", ".join(
                     part for part in (source.allowed_domains, source.required_group) if part
                 )
-                table.add_row(
+                listing.add_row(
                     str(source.id),
                     source.slug,
                     source.name,
@@ -108,7 +101,7 @@ def list_sources() -> None:
                 )
     finally:
         database.dispose()
-    console.print(table)
+    console().print(listing)
 
 
 @app.command("remove")
@@ -128,7 +121,7 @@ def remove(
             name = found.name
             sso.delete_source(session, found)
     except NotFound:
-        raise _fail(f"no sign-in source {source!r}") from None
+        raise fail(f"no sign-in source {source!r}") from None
     finally:
         database.dispose()
-    console.print(f"removed sign-in source {name}")
+    console().print(f"removed sign-in source {name}")

@@ -24,16 +24,16 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-import httpx
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
-
 from opencodehub.accounts.sso.models import AuthSource, AuthSourceKind
+from opencodehub.core.crypto import pkce_s256_challenge
+
+if TYPE_CHECKING:
+    # httpx and joserfc are imported by the functions that talk to a provider or check its
+    # tokens: a server nobody signs in to through a provider does not load them.
+    import httpx
 
 HTTP_TIMEOUT = 10.0
 ID_TOKEN_ALGORITHMS = (
@@ -122,6 +122,8 @@ def _gitlab_base(source: AuthSource) -> str:
 
 
 def _client() -> httpx.Client:
+    import httpx
+
     # No redirects: a token or user endpoint that redirects is misconfigured or hostile.
     return httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False)
 
@@ -136,6 +138,8 @@ def _json(response: httpx.Response, what: str) -> Any:
 
 
 def _get_json(client: httpx.Client, url: str, what: str, token: str = "", **headers: str) -> Any:
+    import httpx
+
     if token:
         headers["Authorization"] = f"Bearer {token}"
     headers.setdefault("Accept", "application/json")
@@ -235,7 +239,7 @@ def authorization_url(
         "redirect_uri": redirect_uri,
         "scope": scopes_of(source),
         "state": state,
-        "code_challenge": create_s256_code_challenge(code_verifier),
+        "code_challenge": pkce_s256_challenge(code_verifier),
         "code_challenge_method": "S256",
     }
     if source.kind == AuthSourceKind.OIDC or _gitlab_openid(source):
@@ -266,6 +270,8 @@ def _exchange_code(
         "redirect_uri": redirect_uri,
         "code_verifier": code_verifier,
     }
+    import httpx
+
     auth: httpx.BasicAuth | None = None
     if source.kind == AuthSourceKind.OIDC and "client_secret_basic" in endpoints.auth_methods:
         # RFC 6749 2.3.1: both parts are form-encoded before they are joined.
@@ -304,6 +310,10 @@ def verify_id_token(
     now: int | None = None,
 ) -> dict[str, Any]:
     """The ID token's claims, once signature, issuer, audience, expiry and nonce check out."""
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
     try:
         key_set = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
     except (JoseError, ValueError, KeyError, TypeError):
