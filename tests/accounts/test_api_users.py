@@ -14,6 +14,9 @@ from sqlalchemy import update
 
 from opencodehub.accounts import service as accounts
 from opencodehub.accounts.models import User
+from opencodehub.accounts.security import service as security
+from opencodehub.accounts.security.models import TotpDevice, WebAuthnCredential
+from opencodehub.core.time import utcnow
 from opencodehub.db.engine import Database
 from tests.conftest import LiveServer, auth_header
 
@@ -46,6 +49,44 @@ def test_get_authenticated_user_shape(
     assert base64.b64decode(body["node_id"]) == f"04:User{alice.id}".encode()
     assert body["created_at"].endswith("Z") and "T" in body["created_at"]
     assert body["plan"]["name"]
+
+
+def test_two_factor_authentication_tells_whether_sign_in_asks_a_second_factor(
+    client: TestClient, db: Database, make_user: Callable[..., User], make_token
+) -> None:
+    with_app, with_key, half_enrolled, without = (
+        make_user(name) for name in ("withapp", "withkey", "halfway", "plain")
+    )
+    with db.session() as session:
+        session.add(TotpDevice(user_id=with_app.id, secret_encrypted="x", confirmed_at=utcnow()))
+        # An authenticator app scanned but never confirmed does not guard the sign-in yet.
+        session.add(TotpDevice(user_id=half_enrolled.id, secret_encrypted="x"))
+        session.add(
+            WebAuthnCredential(
+                user_id=with_key.id,
+                name="key",
+                credential_id="Y3JlZA",
+                credential_id_hash="0" * 64,
+                public_key="a2V5",
+            )
+        )
+        for user in (with_app, with_key, half_enrolled, without):
+            assert security.has_two_factor(session, session.get(User, user.id)) is (
+                user in (with_app, with_key)
+            )
+
+    def own_profile(user: User) -> dict:
+        response = client.get("/api/v3/user", headers=auth_header(make_token(user)))
+        assert response.status_code == 200
+        return response.json()
+
+    assert own_profile(with_app)["two_factor_authentication"] is True
+    assert own_profile(with_key)["two_factor_authentication"] is True
+    assert own_profile(half_enrolled)["two_factor_authentication"] is False
+    assert own_profile(without)["two_factor_authentication"] is False
+    # Only the account itself learns it: another user's profile does not carry the field.
+    other = client.get("/api/v3/users/withapp", headers=auth_header(make_token(without)))
+    assert "two_factor_authentication" not in other.json()
 
 
 def test_get_user_by_name_any_case_and_missing(

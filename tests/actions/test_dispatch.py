@@ -4,10 +4,9 @@ jobs of one run ending at once."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from opencodehub.actions import queue as actions_queue
@@ -99,6 +98,20 @@ def test_the_last_two_jobs_ending_at_once_complete_the_run(project: Project) -> 
             job_ids.append(job.id)
     result = JobResult(result="success")
     first_holds_lock = threading.Event()
+    second_waits = threading.Event()
+    second_thread = threading.get_ident()
+
+    def note_locking_statement(
+        _conn: object, _cursor: object, statement: str, *_args: object
+    ) -> None:
+        # The second ending's first locking statement: the run's row lock (`FOR UPDATE`), or on
+        # SQLite, which has no row locks, its first write. Neither can return while the first
+        # ending's transaction is open, so once it is sent the second ending is waiting.
+        locking = "FOR UPDATE" in statement or statement.lstrip().upper().startswith(
+            ("INSERT", "UPDATE", "DELETE")
+        )
+        if locking and threading.get_ident() == second_thread:
+            second_waits.set()
 
     def end_first() -> None:
         with project.db.session() as session:
@@ -108,18 +121,25 @@ def test_the_last_two_jobs_ending_at_once_complete_the_run(project: Project) -> 
             job = service.held_job(session, runner, job_ids[0])
             service.complete_job(session, project.settings, job, result)
             first_holds_lock.set()
-            time.sleep(0.5)  # the second ending starts meanwhile, and must wait
+            # Commit only once the second ending has started and must wait for this one.
+            assert second_waits.wait(30), "the second ending never reached the run's lock"
 
     first = threading.Thread(target=end_first)
-    first.start()
-    assert first_holds_lock.wait(30)
-    with project.db.session() as session:
-        service.read_committed(session)
-        runner = session.get(Runner, runner_id)
-        assert runner is not None
-        job = service.held_job(session, runner, job_ids[1])
-        service.complete_job(session, project.settings, job, result)
-    first.join(30)
+    event.listen(project.db.engine, "before_cursor_execute", note_locking_statement)
+    try:
+        first.start()
+        assert first_holds_lock.wait(30)
+        with project.db.session() as session:
+            service.read_committed(session)
+            runner = session.get(Runner, runner_id)
+            assert runner is not None
+            job = service.held_job(session, runner, job_ids[1])
+            service.complete_job(session, project.settings, job, result)
+        first.join(30)
+    finally:
+        event.remove(project.db.engine, "before_cursor_execute", note_locking_statement)
+        second_waits.set()  # never leave the first ending waiting if the second failed
+        first.join(30)
     with project.db.session() as session:
         run = session.get(WorkflowRun, run_id)
         assert run is not None

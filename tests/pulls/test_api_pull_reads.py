@@ -18,7 +18,7 @@ from opencodehub.core.time import utcnow
 from opencodehub.db.engine import Database
 from opencodehub.pulls import service
 from opencodehub.pulls.models import PullRequest
-from opencodehub.repos import store
+from opencodehub.repos import browse, store
 
 DIFF = {"Accept": "application/vnd.github.diff"}
 PATCH = {"Accept": "application/vnd.github.patch"}
@@ -130,7 +130,7 @@ def test_stream_diff_yields_bounded_chunks(
         pull = session.scalars(sa.select(PullRequest)).one()
         chunks = list(service.stream_diff(settings, git, pull))
     assert len(chunks) > 1
-    assert max(len(chunk) for chunk in chunks) <= service.DIFF_CHUNK_BYTES
+    assert max(len(chunk) for chunk in chunks) <= browse.STREAM_CHUNK_BYTES
     assert b"".join(chunks).count(b"diff --git ") == 351
 
 

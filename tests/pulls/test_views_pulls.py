@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from tests.pulls.conftest import World, commit_on
+from tests.pulls.conftest import World, commit_on, open_pull
 from tests.web.forms import csrf_from, log_in
 
 from opencodehub.accounts.models import User
 from opencodehub.config import Settings
+from opencodehub.db.engine import Database
+from opencodehub.pulls.models import PullRequest
 from opencodehub.repos import store
+from opencodehub.repos.models import Repository, Visibility
 
 
 def test_open_review_files_and_merge_in_the_browser(
@@ -130,3 +134,76 @@ def test_merge_settings_and_fork_buttons(
     )
     assert synced.status_code == 303
     assert "later.txt" in client.get("/bob/project").text
+
+
+def test_a_private_repositorys_pull_pages_are_the_404_page_to_whoever_may_not_read_it(
+    client: TestClient,
+    db: Database,
+    settings: Settings,
+    world: World,
+    make_user: Callable[..., User],
+) -> None:
+    commit_on(settings, world.repo, {"new.txt": b"hello\n"}, branch="feature")
+    open_pull(client, world)
+    with db.session() as session:
+        session.execute(
+            sa.update(Repository)
+            .where(Repository.id == world.repo.id)
+            .values(visibility=Visibility.PRIVATE)
+        )
+    pages = [
+        "/alice/project/pulls",
+        "/alice/project/pull/new",
+        "/alice/project/pull/1",
+        "/alice/project/pull/1.diff",
+        "/alice/project/pull/1.patch",
+        "/alice/project/pull/1/commits",
+        "/alice/project/pull/1/files",
+        "/alice/project/pull/1/files/page?start=0",
+        "/alice/project/settings/merges",
+    ]
+    missing = client.get("/alice/no-such-repository/pulls")
+    assert missing.status_code == 404
+
+    # Anonymous: every page that does not need a sign-in is the same HTML 404 as a repository
+    # that does not exist; the forms send the visitor to sign in first, before any lookup.
+    for page in pages:
+        response = client.get(page, follow_redirects=False)
+        if page.endswith(("/pull/new", "/settings/merges")):
+            assert response.status_code == 303, page
+            assert response.headers["location"].startswith("/login"), page
+            continue
+        assert response.status_code == 404, page
+        assert response.headers["content-type"].startswith("text/html"), page
+    posted = client.post("/alice/project/pull/1/comment", data={"body": "hi"})
+    assert posted.status_code == 200 and str(posted.url).endswith("/login")
+
+    # Signed in without access: the same 404 for every page and form.
+    make_user("mallory")
+    log_in(client, "mallory")
+    for page in pages:
+        response = client.get(page, follow_redirects=False)
+        assert response.status_code == 404, page
+        assert response.headers["content-type"].startswith("text/html"), page
+    token = csrf_from(client.get("/").text)
+    for action in ("comment", "merge", "state", "base", "viewed"):
+        response = client.post(
+            f"/alice/project/pull/1/{action}",
+            data={
+                "csrf_token": token,
+                "body": "hi",
+                "action": "close",
+                "base": "main",
+                "path": "new.txt",
+            },
+            follow_redirects=False,
+        )
+        assert response.status_code == 404, action
+    with db.session() as session:
+        pull = session.scalars(sa.select(PullRequest)).one()
+        assert pull.issue.state == "open" and pull.issue.comments_count == 0
+
+    # The owner reads them all.
+    log_in(client, "alice")
+    for page in pages:
+        assert client.get(page, follow_redirects=False).status_code == 200, page

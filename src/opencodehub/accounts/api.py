@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import bindparam, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -45,6 +45,7 @@ from opencodehub.accounts.schemas import (
     TeamSimple,
     UserUpdate,
 )
+from opencodehub.accounts.security.models import TotpDevice, WebAuthnCredential
 from opencodehub.core.errors import Forbidden, NotFound, ValidationFailed
 from opencodehub.core.pagination import Page, link_header
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep, SettingsDep
@@ -246,16 +247,32 @@ def _public_profile(session: Session, account: User, urls: ApiUrls) -> PublicUse
 
 
 # One query for both counts of GET /user (the hottest authenticated route), built once.
-_OWNED_REPO_COUNTS = select(
+# Whether signing in asks for a second factor (a confirmed authenticator app or a security key,
+# as `security.service.has_two_factor` decides), asked in the same statement as the counts: one
+# round trip for `GET /user`, the API's busiest read.
+_HAS_SECOND_FACTOR = or_(
+    exists().where(
+        TotpDevice.user_id == bindparam("owner_id"), TotpDevice.confirmed_at.is_not(None)
+    ),
+    exists().where(WebAuthnCredential.user_id == bindparam("owner_id")),
+)
+_PRIVATE_PROFILE_FACTS = select(
     func.count(case((Repository.visibility == Visibility.PUBLIC, 1))),
     func.count(case((Repository.visibility == Visibility.PRIVATE, 1))),
+    _HAS_SECOND_FACTOR,
 ).where(Repository.owner_id == bindparam("owner_id"))
 
 
 def _private_profile(session: Session, user: User, urls: ApiUrls) -> PrivateUser:
-    public_repos, private_repos = session.execute(_OWNED_REPO_COUNTS, {"owner_id": user.id}).one()
+    public_repos, private_repos, two_factor = session.execute(
+        _PRIVATE_PROFILE_FACTS, {"owner_id": user.id}
+    ).one()
     return PrivateUser.of_self(
-        user, urls, public_repos=public_repos or 0, private_repos=private_repos or 0
+        user,
+        urls,
+        public_repos=public_repos or 0,
+        private_repos=private_repos or 0,
+        two_factor=bool(two_factor),
     )
 
 

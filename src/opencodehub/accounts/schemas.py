@@ -179,17 +179,26 @@ class PrivateUser(PublicUser):
     owned_private_repos: int
     disk_usage: int = 0
     collaborators: int = 0
-    two_factor_authentication: bool = False
+    two_factor_authentication: bool
     plan: Plan = Field(default_factory=Plan)
 
     @classmethod
     def of_self(
-        cls, user: User, urls: ApiUrls, *, public_repos: int, private_repos: int
+        cls,
+        user: User,
+        urls: ApiUrls,
+        *,
+        public_repos: int,
+        private_repos: int,
+        two_factor: bool,
     ) -> PrivateUser:
+        """The signed-in user's own profile; `two_factor` is whether signing in asks for a
+        second factor (an authenticator app or a security key)."""
         return cls(
             **_public_user_fields(user, urls, public_repos),
             total_private_repos=private_repos,
             owned_private_repos=private_repos,
+            two_factor_authentication=two_factor,
         )
 
 

@@ -8,13 +8,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import Permission, User
-from opencodehub.accounts.names import RESERVED_USERNAMES
 from opencodehub.core.errors import Forbidden, NotFound, OCHError, ValidationFailed
 from opencodehub.core.pagination import Page
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
@@ -22,6 +20,7 @@ from opencodehub.issues import service
 from opencodehub.issues.models import REACTION_CONTENTS, Issue, IssueComment, Label
 from opencodehub.notifications import service as notifications
 from opencodehub.repos import service as repos
+from opencodehub.repos.deps import WebRepoRead
 from opencodehub.repos.models import Repository
 from opencodehub.repos.views import ago, url_path
 from opencodehub.web import flash
@@ -70,15 +69,18 @@ class RepoPage:
         )
 
 
-def _load(session: Session, actor: Actor, owner: str, repo: str) -> RepoPage:
-    if owner.lower() in RESERVED_USERNAMES:
-        raise NotFound()
-    repository = repos.get_for(session, actor, owner, repo, Permission.READ)
+def repo_page(repository: WebRepoRead, session: SessionDep, actor: CurrentActor) -> RepoPage:
+    """The repository of an issues page (404 when the visitor may not read it, as
+    `repos.deps.WebRepoFor` answers) and the visitor's permission on it."""
     return RepoPage(
         repository,
         f"/{url_path(repository.owner.username)}/{url_path(repository.name)}",
         service.permission(session, actor, repository),
     )
+
+
+# Declared after `WebUser` and `CsrfProtected`: sign-in and the form's token come first.
+RepoPageDep = Annotated[RepoPage, Depends(repo_page)]
 
 
 def label_text_color(color: str) -> str:
@@ -117,9 +119,8 @@ def _back(request: Request, url: str, exc: OCHError) -> Response:
 
 
 @router.get("/{owner}/{repo}/issues/labels.css")
-def label_styles(owner: str, repo: str, session: SessionDep, actor: CurrentActor) -> Response:
+def label_styles(session: SessionDep, view: RepoPageDep) -> Response:
     """Label colors as a stylesheet: the CSP forbids inline styles."""
-    view = _load(session, actor, owner, repo)
     rules = [
         f".issue-label-{label.id}{{background:#{label.color};color:#{label_text_color(label.color)}}}"
         for label in service.list_labels(session, view.repository)
@@ -137,15 +138,13 @@ def label_styles(owner: str, repo: str, session: SessionDep, actor: CurrentActor
 @router.get("/{owner}/{repo}/issues")
 def issue_list(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    view: RepoPageDep,
     q: Annotated[str | None, Query(max_length=1000)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     query = q if q is not None else "is:issue is:open"
     try:
         filters = service.parse_query(query)
@@ -193,17 +192,14 @@ def issue_list(
 @router.get("/{owner}/{repo}/issues/new")
 def new_issue(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
     settings: SettingsDep,
-    actor: CurrentActor,
     user: WebUser,
+    view: RepoPageDep,
     template: Annotated[str | None, Query(max_length=200)] = None,
     title: Annotated[str | None, Query(max_length=256)] = None,
     body: Annotated[str | None, Query(max_length=65_536)] = None,
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     templates = service.issue_templates(settings, view.repository)
     chosen = next((t for t in templates if t.filename == template), None)
     if templates and chosen is None and template is None and len(templates) > 1:
@@ -231,19 +227,17 @@ def new_issue(
 @router.post("/{owner}/{repo}/issues/new")
 def create_issue(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     title: FormStr = "",
     body: FormStr = "",
     labels: Annotated[list[str] | None, Form()] = None,
     template: FormStr = "",
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     chosen = next(
         (t for t in service.issue_templates(settings, view.repository) if t.filename == template),
         None,
@@ -289,24 +283,16 @@ def create_issue(
 # One issue -------------------------------------------------------------------------------------
 
 
-def _issue_for(
-    session: Session, actor: Actor, owner: str, repo: str, number: int
-) -> tuple[RepoPage, Issue]:
-    view = _load(session, actor, owner, repo)
-    return view, service.get_issue(session, view.repository, number)
-
-
 @router.get("/{owner}/{repo}/issues/{number:int}")
 def show_issue(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    view: RepoPageDep,
 ) -> Response:
-    view, issue = _issue_for(session, actor, owner, repo, number)
+    issue = service.get_issue(session, view.repository, number)
     if issue.is_pull_request:
         return RedirectResponse(f"{view.base}/pull/{issue.number}", status_code=302)
     renderer = service.ReferenceRenderer(session, actor, view.repository)
@@ -381,17 +367,16 @@ def _to_issue(view: RepoPage, issue: Issue, anchor: str = "") -> str:
 @router.post("/{owner}/{repo}/issues/{number:int}/comments")
 def post_comment(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     body: FormStr = "",
     action: FormStr = "comment",
 ) -> Response:
-    view, issue = _issue_for(session, actor, owner, repo, number)
+    issue = service.get_issue(session, view.repository, number)
     try:
         anchor = ""
         if body.strip():
@@ -414,17 +399,16 @@ def post_comment(
 @router.post("/{owner}/{repo}/issues/{number:int}/edit")
 def edit_issue(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     title: Annotated[str | None, Form()] = None,
     body: Annotated[str | None, Form()] = None,
 ) -> Response:
-    view, issue = _issue_for(session, actor, owner, repo, number)
+    issue = service.get_issue(session, view.repository, number)
     changes: dict[str, Any] = {}
     if title is not None:
         changes["title"] = title
@@ -441,17 +425,16 @@ def edit_issue(
 @router.post("/{owner}/{repo}/issues/{number:int}/lock")
 def lock_issue(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     locked: FormStr = "1",
     reason: FormStr = "",
 ) -> Response:
-    view, issue = _issue_for(session, actor, owner, repo, number)
+    issue = service.get_issue(session, view.repository, number)
     try:
         service.set_lock(session, actor, view.repository, issue, locked == "1", reason or None)
     except (ValidationFailed, Forbidden) as exc:
@@ -463,16 +446,15 @@ def lock_issue(
 @router.post("/{owner}/{repo}/issues/{number:int}/labels")
 def set_issue_labels(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     labels: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    view, issue = _issue_for(session, actor, owner, repo, number)
+    issue = service.get_issue(session, view.repository, number)
     try:
         service.set_labels(session, actor, view.repository, issue, list(labels or []))
     except (ValidationFailed, Forbidden) as exc:
@@ -484,16 +466,15 @@ def set_issue_labels(
 @router.post("/{owner}/{repo}/issues/{number:int}/assignees")
 def set_issue_assignees(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     assignees: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    view, issue = _issue_for(session, actor, owner, repo, number)
+    issue = service.get_issue(session, view.repository, number)
     try:
         if not service.can_triage(session, actor, view.repository):
             raise Forbidden("You cannot assign this issue.")
@@ -509,16 +490,15 @@ def set_issue_assignees(
 @router.post("/{owner}/{repo}/issues/{number:int}/milestone")
 def set_issue_milestone(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     milestone: FormStr = "",
 ) -> Response:
-    view, issue = _issue_for(session, actor, owner, repo, number)
+    issue = service.get_issue(session, view.repository, number)
     try:
         value = int(milestone) if milestone.isdigit() and len(milestone) < 10 else None
         service.set_milestone(session, actor, view.repository, issue, value)
@@ -531,16 +511,14 @@ def set_issue_milestone(
 @router.post("/{owner}/{repo}/issues/{number:int}/subscription")
 def set_issue_subscription(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
-    actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     subscribe: FormStr = "1",
 ) -> Response:
-    view, issue = _issue_for(session, actor, owner, repo, number)
+    issue = service.get_issue(session, view.repository, number)
     notifications.set_thread_subscription(session, user, issue, subscribed=subscribe == "1")
     return RedirectResponse(_to_issue(view, issue), status_code=303)
 
@@ -548,17 +526,16 @@ def set_issue_subscription(
 @router.post("/{owner}/{repo}/issues/{number:int}/reactions")
 def toggle_reaction(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     content: FormStr = "",
     comment_id: FormStr = "",
 ) -> Response:
-    view, issue = _issue_for(session, actor, owner, repo, number)
+    issue = service.get_issue(session, view.repository, number)
     comment: IssueComment | None = None
     if comment_id:
         if not comment_id.isdigit() or len(comment_id) > 18:
@@ -598,14 +575,12 @@ def toggle_reaction(
 @router.get("/{owner}/{repo}/issues/comments/{comment_id:int}/edit")
 def edit_comment_form(
     request: Request,
-    owner: str,
-    repo: str,
     comment_id: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
+    view: RepoPageDep,
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     comment = service.get_comment(session, view.repository, comment_id)
     if not service.may_edit_comment(session, actor, view.repository, comment):
         raise NotFound()
@@ -627,16 +602,14 @@ def edit_comment_form(
 @router.post("/{owner}/{repo}/issues/comments/{comment_id:int}/edit")
 def edit_comment(
     request: Request,
-    owner: str,
-    repo: str,
     comment_id: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     body: FormStr = "",
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     comment = service.get_comment(session, view.repository, comment_id)
     issue = comment.issue
     target = _comment_url(view, issue, comment)
@@ -656,15 +629,13 @@ def _comment_url(view: RepoPage, issue: Issue, comment: IssueComment) -> str:
 @router.post("/{owner}/{repo}/issues/comments/{comment_id:int}/delete")
 def delete_comment(
     request: Request,
-    owner: str,
-    repo: str,
     comment_id: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     comment = service.get_comment(session, view.repository, comment_id)
     issue = comment.issue
     kind = "pull" if issue.is_pull_request else "issues"
@@ -683,12 +654,9 @@ def delete_comment(
 @router.get("/{owner}/{repo}/labels")
 def label_list(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
-    actor: CurrentActor,
+    view: RepoPageDep,
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     labels = service.list_labels(session, view.repository)
     counts = service.label_open_counts(session, view.repository)
     return _page(
@@ -712,17 +680,15 @@ def _label_by_id(session: Session, repository: Repository, label_id: int) -> Lab
 @router.post("/{owner}/{repo}/labels")
 def create_label(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     name: FormStr = "",
     color: FormStr = "",
     description: FormStr = "",
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     try:
         service.create_label(
             session,
@@ -741,18 +707,16 @@ def create_label(
 @router.post("/{owner}/{repo}/labels/{label_id:int}/edit")
 def edit_label(
     request: Request,
-    owner: str,
-    repo: str,
     label_id: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     name: FormStr = "",
     color: FormStr = "",
     description: FormStr = "",
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     label = _label_by_id(session, view.repository, label_id)
     try:
         service.update_label(
@@ -773,15 +737,13 @@ def edit_label(
 @router.post("/{owner}/{repo}/labels/{label_id:int}/delete")
 def delete_label(
     request: Request,
-    owner: str,
-    repo: str,
     label_id: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     label = _label_by_id(session, view.repository, label_id)
     try:
         service.delete_label(session, actor, view.repository, label)
@@ -797,13 +759,10 @@ def delete_label(
 @router.get("/{owner}/{repo}/milestones")
 def milestone_list(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
-    actor: CurrentActor,
+    view: RepoPageDep,
     state: Annotated[str, Query(pattern="^(open|closed)$")] = "open",
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     rows = service.list_milestones(session, view.repository, state=state)
     counts = service.milestone_counts(session, [row.id for row in rows])
     now = datetime.now(UTC)
@@ -820,10 +779,7 @@ def milestone_list(
 
 
 @router.get("/{owner}/{repo}/milestone/{number:int}")
-def milestone_page(
-    owner: str, repo: str, number: int, session: SessionDep, actor: CurrentActor
-) -> Response:
-    view = _load(session, actor, owner, repo)
+def milestone_page(number: int, session: SessionDep, view: RepoPageDep) -> Response:
     milestone = service.get_milestone(session, view.repository, number)
     query = urlencode({"q": f'is:issue milestone:"{milestone.title}"'})
     return RedirectResponse(f"{view.base}/issues?{query}", status_code=302)
@@ -843,17 +799,15 @@ def _due(value: str) -> datetime | None:
 @router.post("/{owner}/{repo}/milestones")
 def create_milestone(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     title: FormStr = "",
     description: FormStr = "",
     due_on: FormStr = "",
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     try:
         service.create_milestone(
             session,
@@ -872,16 +826,14 @@ def create_milestone(
 @router.post("/{owner}/{repo}/milestones/{number:int}/state")
 def milestone_state(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
     state: FormStr = "closed",
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     milestone = service.get_milestone(session, view.repository, number)
     try:
         service.update_milestone(session, actor, view.repository, milestone, state=state)
@@ -894,15 +846,13 @@ def milestone_state(
 @router.post("/{owner}/{repo}/milestones/{number:int}/delete")
 def delete_milestone(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageDep,
 ) -> Response:
-    view = _load(session, actor, owner, repo)
     milestone = service.get_milestone(session, view.repository, number)
     try:
         service.delete_milestone(session, actor, view.repository, milestone)

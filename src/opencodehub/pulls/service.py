@@ -15,7 +15,6 @@ back and answers 409, and a failure before the move leaves the base untouched.
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -1394,33 +1393,6 @@ def pull_files(
     return files, total
 
 
-DIFF_CHUNK_BYTES = 64 * 1024
-
-
-def _git_output(settings: Settings, repository_id: int, args: list[str]) -> Iterator[bytes]:
-    """The standard output of `git <args>` in the repository, in chunks, as git writes it:
-    memory stays bounded by the chunk however large the output. The process starts at the
-    first chunk asked for (in Starlette's thread pool for a streamed response, off the event
-    loop) and is killed when the reader stops early (a client that went away)."""
-    repo_path = store.repository_path(settings, repository_id)
-    process = subprocess.Popen(
-        [settings.git_binary, "--git-dir", str(repo_path), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        env=store.git_environment(settings, repo_path),
-    )
-    assert process.stdout is not None
-    try:
-        while chunk := process.stdout.read(DIFF_CHUNK_BYTES):
-            yield chunk
-    finally:
-        process.stdout.close()
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
 def _checked_range(git: pygit2.Repository, pull: PullRequest) -> tuple[str, str]:
     """The diff range, both ends checked to be commits here before a response starts (a
     streamed body cannot turn into an error once sent)."""
@@ -1440,8 +1412,8 @@ def stream_diff(settings: Settings, git: pygit2.Repository, pull: PullRequest) -
     """The whole pull request as one unified diff (`application/vnd.github.diff`), streamed
     from `git diff merge-base head`."""
     base, head = _checked_range(git, pull)
-    return _git_output(
-        settings, pull.repository_id, ["diff", *_DIFF_OPTIONS, "--end-of-options", base, head]
+    return browse.stream_git_output(
+        settings, git, ["diff", *_DIFF_OPTIONS, "--end-of-options", base, head]
     )
 
 
@@ -1449,9 +1421,9 @@ def stream_patch(settings: Settings, git: pygit2.Repository, pull: PullRequest) 
     """Every commit as a `git format-patch` mail (`application/vnd.github.patch`), streamed;
     merge commits are left out, as format-patch leaves them out."""
     base, head = _checked_range(git, pull)
-    return _git_output(
+    return browse.stream_git_output(
         settings,
-        pull.repository_id,
+        git,
         [
             "format-patch",
             "--stdout",

@@ -23,7 +23,8 @@ from opencodehub.pulls.models import PullRequest
 from opencodehub.pulls.review_views import review_context
 from opencodehub.repos import browse, diffview, forks, statuses
 from opencodehub.repos.authz import can
-from opencodehub.repos.views import RepoView, _diff_mode, _load, _page, url_path
+from opencodehub.repos.deps import RepoPageAdmin, RepoPageRead, RepoView
+from opencodehub.repos.views import _diff_mode, _page, url_path
 from opencodehub.web import flash
 from opencodehub.web.auth import WebUser
 from opencodehub.web.csrf import CsrfProtected
@@ -82,15 +83,11 @@ def _review_context(
 @router.get(f"{REPO}/pulls")
 def list_page(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
-    settings: SettingsDep,
-    actor: CurrentActor,
+    view: RepoPageRead,
     state: Annotated[str, Query(max_length=10)] = "open",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     state = state if state in ("open", "closed", "all") else "open"
     pulls, total = service.list_pulls(
         session, view.repository, Page(page, PULLS_PER_PAGE), state=state
@@ -112,16 +109,12 @@ def list_page(
 @router.get(f"{REPO}/pull/new")
 def new_form(
     request: Request,
-    owner: str,
-    repo: str,
-    session: SessionDep,
     settings: SettingsDep,
-    actor: CurrentActor,
     user: WebUser,
+    view: RepoPageRead,
     base: Annotated[str | None, Query(max_length=browse.MAX_REF_LENGTH)] = None,
     head: Annotated[str | None, Query(max_length=browse.MAX_REF_LENGTH)] = None,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     template = issues.pull_request_template(settings, view.repository) or ""
     return _page(
         request,
@@ -140,20 +133,18 @@ def new_form(
 @router.post(f"{REPO}/pulls")
 def create(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageRead,
     base: Annotated[str, Form(max_length=browse.MAX_REF_LENGTH)],
     head: Annotated[str, Form(max_length=browse.MAX_REF_LENGTH)],
     title: Annotated[str, Form(max_length=1000)] = "",
     body: TextField = "",
     draft: Annotated[str | None, Form(max_length=10)] = None,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     try:
         with session.begin_nested():
             pull = service.create_pull(
@@ -189,15 +180,12 @@ def create(
 # Before the conversation route, whose `{number}` would otherwise take "1.diff".
 @router.get(REPO + "/pull/{number:int}.diff")
 def raw_diff(
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
-    actor: CurrentActor,
+    view: RepoPageRead,
 ) -> Response:
     """The pull request's `diff_url`: the unified diff as plain text, streamed from git."""
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     return StreamingResponse(
         service.stream_diff(settings, view.git, pull), media_type="text/plain; charset=utf-8"
@@ -206,15 +194,12 @@ def raw_diff(
 
 @router.get(REPO + "/pull/{number:int}.patch")
 def raw_patch(
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
-    actor: CurrentActor,
+    view: RepoPageRead,
 ) -> Response:
     """The pull request's `patch_url`: its commits as `git format-patch` mails, streamed."""
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     return StreamingResponse(
         service.stream_patch(settings, view.git, pull), media_type="text/plain; charset=utf-8"
@@ -224,14 +209,12 @@ def raw_patch(
 @router.get(PULL)
 def conversation(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    view: RepoPageRead,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     comments = issues.list_comments(session, view.repository, pull.issue, Page(1, 100))[:100]
     context = _review_context(session, actor, view, pull)
@@ -298,14 +281,12 @@ def _timeline(
 @router.get(f"{PULL}/commits")
 def commits_tab(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    view: RepoPageRead,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     return _page(
         request,
@@ -335,14 +316,12 @@ def _file_page(
 @router.get(f"{PULL}/files")
 def files_tab(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
+    view: RepoPageRead,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     files, total = _file_page(view, pull, 0, FILES_PER_PAGE)
     return _page(
@@ -365,16 +344,13 @@ def files_tab(
 @router.get(f"{PULL}/files/page")
 def files_page(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
-    settings: SettingsDep,
     actor: CurrentActor,
+    view: RepoPageRead,
     start: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
     """One more page of files (an htmx partial that ends with the trigger for the next)."""
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     files, total = _file_page(view, pull, start, FILES_PER_PAGE)
     following = start + FILES_PER_PAGE
@@ -394,18 +370,16 @@ def files_page(
 @router.post(f"{PULL}/viewed")
 def mark_viewed(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageRead,
     path: Annotated[str, Form(max_length=browse.MAX_PATH_LENGTH)],
     viewed: Annotated[str | None, Form(max_length=10)] = None,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     service.set_viewed(session, settings, actor, view.repository, pull, path, bool(viewed))
     if request.headers.get("hx-request"):
@@ -416,17 +390,14 @@ def mark_viewed(
 @router.post(f"{PULL}/comment")
 def comment(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
-    settings: SettingsDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageRead,
     body: TextField,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     issues.add_comment(session, actor, view.repository, pull.issue, body)
     return flash.redirect(request, f"{view.base}/pull/{pull.number}")
@@ -435,14 +406,13 @@ def comment(
 @router.post(f"{PULL}/merge")
 def merge(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageRead,
     merge_method: Annotated[str, Form(max_length=10)] = "merge",
     sha: Annotated[str | None, Form(max_length=64)] = None,
     commit_title: Annotated[str | None, Form(max_length=1000)] = None,
@@ -450,7 +420,6 @@ def merge(
     delete_branch: Annotated[str | None, Form(max_length=10)] = None,
     auto: Annotated[str | None, Form(max_length=10)] = None,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     target = f"{view.base}/pull/{pull.number}"
     try:
@@ -489,18 +458,16 @@ def merge(
 @router.post(f"{PULL}/state")
 def change_state(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageRead,
     action: Annotated[str, Form(max_length=20)],
 ) -> Response:
     """Close, reopen, ready for review, convert to draft, cancel auto-merge, delete branch."""
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     repository = view.repository
     events = _events(request)
@@ -536,17 +503,15 @@ def change_state(
 @router.post(f"{PULL}/base")
 def change_base(
     request: Request,
-    owner: str,
-    repo: str,
     number: int,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageRead,
     base: Annotated[str, Form(max_length=browse.MAX_REF_LENGTH)],
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     pull = service.get_pull(session, view.repository, number)
     target = f"{view.base}/pull/{pull.number}"
     try:
@@ -566,16 +531,14 @@ def change_base(
 @router.post(f"{REPO}/fork")
 def fork(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageRead,
 ) -> Response:
     forks.remember_settings(settings)
-    view = _load(session, settings, actor, owner, repo)
     try:
         with session.begin_nested():
             created = forks.fork_repository(session, settings, actor, view.repository)
@@ -589,16 +552,14 @@ def fork(
 @router.post(f"{REPO}/sync-fork")
 def sync_fork(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
     settings: SettingsDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageRead,
     branch: Annotated[str, Form(max_length=browse.MAX_REF_LENGTH)],
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo)
     try:
         with session.begin_nested():
             result = forks.sync_branch(
@@ -616,14 +577,10 @@ def sync_fork(
 @router.get(f"{REPO}/settings/merges")
 def merge_settings_form(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
-    settings: SettingsDep,
-    actor: CurrentActor,
     user: WebUser,
+    view: RepoPageAdmin,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo, Permission.ADMIN)
     return _page(
         request,
         "pulls/merge_settings.html",
@@ -637,20 +594,17 @@ def merge_settings_form(
 @router.post(f"{REPO}/settings/merges")
 def save_merge_settings(
     request: Request,
-    owner: str,
-    repo: str,
     session: SessionDep,
-    settings: SettingsDep,
     actor: CurrentActor,
     user: WebUser,
     _: CsrfProtected,
+    view: RepoPageAdmin,
     allow_merge_commit: Annotated[str | None, Form(max_length=10)] = None,
     allow_squash_merge: Annotated[str | None, Form(max_length=10)] = None,
     allow_rebase_merge: Annotated[str | None, Form(max_length=10)] = None,
     allow_auto_merge: Annotated[str | None, Form(max_length=10)] = None,
     delete_branch_on_merge: Annotated[str | None, Form(max_length=10)] = None,
 ) -> Response:
-    view = _load(session, settings, actor, owner, repo, Permission.ADMIN)
     target = f"{view.base}/settings/merges"
     try:
         with session.begin_nested():

@@ -4,8 +4,9 @@ Everything here is a plain, blocking function over a `pygit2.Repository`; the RE
 UI call the same functions (from `def` routes or `asyncio.to_thread`). User input never reaches
 git unchecked: ref names are validated before any lookup and resolved by explicit lookups (no
 revparse syntax such as `~`, `^`, `:` or `@{}` is ever interpreted), paths are split into checked
-components, and the one subprocess (`git log` for path-limited history) gets its arguments after
-`--end-of-options` and `--`.
+components, and the git subprocesses (`git log` for path-limited history, `git cat-file` for large
+blobs, and the diffs other modules stream through `stream_git_output`) get their arguments after
+`--end-of-options` (and paths after `--`).
 
 Histories are walked lazily: a page of a 100,000-commit log reads about one page of commits.
 """
@@ -17,10 +18,11 @@ import posixpath
 import re
 import subprocess
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import pygit2
 from pygit2.enums import DeltaStatus, FileMode, ObjectType
@@ -265,6 +267,48 @@ def require_not_empty(repo: pygit2.Repository) -> None:
         raise EmptyRepository()
 
 
+# git processes -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def git_stdout(settings: Settings, repo: pygit2.Repository, args: list[str]) -> Iterator[IO[bytes]]:
+    """`git <args>` run in the repository, its standard output open for reading. Leaving the
+    block closes the pipe, kills git if it is still writing (the reader had enough, or its
+    client went away) and reaps it. git sees a clean environment (`store.git_environment`)."""
+    repo_path = Path(repo.path.rstrip("/"))
+    process = subprocess.Popen(
+        [settings.git_binary, "--git-dir", str(repo_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=store.git_environment(settings, repo_path),
+    )
+    assert process.stdout is not None
+    try:
+        yield process.stdout
+    finally:
+        process.stdout.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def stream_git_output(
+    settings: Settings,
+    repo: pygit2.Repository,
+    args: list[str],
+    *,
+    chunk_size: int = STREAM_CHUNK_BYTES,
+) -> Iterator[bytes]:
+    """The standard output of `git <args>` in chunks of at most `chunk_size`, as git writes it:
+    memory stays bounded by the chunk however large the output. A generator: git starts at the
+    first chunk asked for (for a streamed response, in Starlette's thread pool, off the event
+    loop) and is killed when the reader stops early."""
+    with git_stdout(settings, repo, args) as stdout:
+        while chunk := stdout.read(chunk_size):
+            yield chunk
+
+
 # Ref names and resolution -----------------------------------------------------------------------
 
 
@@ -457,29 +501,15 @@ def _path_limited(
     100,000-commit history: 0.41 s vs 0.71 s, and 0.04-0.05 s vs 0.67 s). Its output is read
     line by line and the process is stopped as soon as the caller has enough.
     """
-    repo_path = Path(repo.path.rstrip("/"))
-    args = [settings.git_binary, "--git-dir", str(repo_path), "log", "--format=%H"]
+    args = ["log", "--format=%H"]
     if since is not None:
         args.append(f"--max-age={int(since.timestamp())}")
     args += ["--end-of-options", str(start.id), "--", f":(literal){path}"]
-    process = subprocess.Popen(
-        args,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        env=store.git_environment(settings, repo_path),
-    )
-    assert process.stdout is not None
-    try:
-        for line in process.stdout:
+    with git_stdout(settings, repo, args) as stdout:
+        for line in stdout:
             commit = repo.get(line.strip().decode("ascii"))
             if isinstance(commit, pygit2.Commit):
                 yield commit
-    finally:
-        process.stdout.close()
-        if process.poll() is None:
-            process.kill()
-        process.wait()
 
 
 def _matches(commit: pygit2.Commit, query: LogQuery) -> bool:
@@ -897,23 +927,9 @@ def stream_blob(
         for start in range(0, len(data), chunk_size):
             yield data[start : start + chunk_size]
         return
-    repo_path = Path(repo.path.rstrip("/"))
-    process = subprocess.Popen(
-        [settings.git_binary, "--git-dir", str(repo_path), "cat-file", "blob", info.sha],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        env=store.git_environment(settings, repo_path),
+    yield from stream_git_output(
+        settings, repo, ["cat-file", "blob", info.sha], chunk_size=chunk_size
     )
-    assert process.stdout is not None
-    try:
-        while chunk := process.stdout.read(chunk_size):
-            yield chunk
-    finally:
-        process.stdout.close()
-        if process.poll() is None:
-            process.kill()
-        process.wait()
 
 
 # Contents --------------------------------------------------------------------------------------

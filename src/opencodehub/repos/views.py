@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import Permission
-from opencodehub.accounts.names import RESERVED_USERNAMES
 from opencodehub.config import Settings
 from opencodehub.core.errors import Forbidden, NotFound, OCHError, ValidationFailed
 from opencodehub.core.time import utcnow
@@ -34,9 +33,8 @@ from opencodehub.lfs import pointer as lfs_pointer
 from opencodehub.lfs import service as lfs_service
 from opencodehub.repos import blame as blame_service
 from opencodehub.repos import branches as branch_service
-from opencodehub.repos import browse, contents, diffview, lastcommit, service, stats, store
-from opencodehub.repos.authz import can
-from opencodehub.repos.models import Repository
+from opencodehub.repos import browse, contents, diffview, lastcommit, stats
+from opencodehub.repos.deps import RepoView, load_view
 from opencodehub.storage import ObjectNotFound
 from opencodehub.storage.views import get_storage
 from opencodehub.web import flash
@@ -68,35 +66,7 @@ RAW_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 # Lookup ----------------------------------------------------------------------------------------
 
 
-@dataclass
-class RepoView:
-    """The repository a page is about, the visitor's rights, and its git data."""
-
-    repository: Repository
-    git: pygit2.Repository
-    can_write: bool
-
-    @property
-    def base(self) -> str:
-        return f"/{quote(self.repository.owner.username)}/{quote(self.repository.name)}"
-
-
-def _load(
-    session: Session,
-    settings: Settings,
-    actor: Actor,
-    owner: str,
-    repo: str,
-    action: Permission = Permission.READ,
-) -> RepoView:
-    if owner.lower() in RESERVED_USERNAMES:
-        raise NotFound()
-    repository = service.get_for(session, actor, owner, repo, action)
-    return RepoView(
-        repository,
-        store.open_repository(settings, repository.id),
-        can(session, actor, repository, Permission.WRITE) and not repository.is_archived,
-    )
+_load = load_view  # the page's repository, its git data and the visitor's rights
 
 
 def _canonical(view: RepoView, owner: str, repo: str, request: Request) -> Response | None:

@@ -8,13 +8,14 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from httpx import Response
+from sqlalchemy import select, update
 
 from opencodehub.accounts.security import totp
-from opencodehub.accounts.security.models import SudoGrant
+from opencodehub.accounts.security.models import AuditEvent, SudoGrant
 from opencodehub.core.time import utcnow
 from opencodehub.db.engine import Database
-from tests.web.forms import csrf_from, log_in, page_token
+from tests.web.forms import csrf_from, log_in, page_token, post_form
 
 STEP = 60_000_000  # a fixed 30-second step, so codes never straddle a boundary mid-test
 _SECRET_RE = re.compile(r'data-testid="totp-secret">([A-Z2-7 ]+)<')
@@ -61,6 +62,11 @@ def two_factor_post(client: TestClient, **data: str):
     )
 
 
+def audit_events(db: Database, name: str) -> list[AuditEvent]:
+    with db.session() as session:
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.event == name)))
+
+
 def expire_sudo(db: Database) -> None:
     """End every sudo grant (a minute ago: MariaDB keeps whole seconds, and rounds)."""
     with db.session() as session:
@@ -73,3 +79,22 @@ def signed_in(client: TestClient, make_user: Callable[..., object]) -> TestClien
     response = log_in(client, "alice")
     assert response.status_code == 303
     return client
+
+
+@pytest.fixture
+def with_totp(signed_in: TestClient, clock: list[int]) -> tuple[str, list[str]]:
+    """alice, signed in (`signed_in`), has enrolled an authenticator app: (secret, recovery
+    codes)."""
+    return enrol_totp(signed_in, clock)
+
+
+def sign_out(client: TestClient) -> None:
+    assert post_form(client, "/", "/logout").status_code == 303
+    client.cookies.clear()
+
+
+def sign_in_again(client: TestClient, login: str = "alice") -> Response:
+    """Sign out, then sign in with the password again: with a second factor enrolled the answer
+    sends the browser on to `/login/two-factor`."""
+    sign_out(client)
+    return log_in(client, login)

@@ -97,9 +97,11 @@ def test_sudo_required_then_granted_by_password(signed_in: TestClient, db: Datab
     assert created.status_code == 201
 
 
-def test_sudo_by_totp_code(signed_in: TestClient, clock: list[int], db: Database) -> None:
+def test_sudo_by_totp_code(
+    signed_in: TestClient, with_totp: tuple[str, list[str]], clock: list[int], db: Database
+) -> None:
     client = signed_in
-    secret, _ = enrol_totp(client, clock)
+    secret, _ = with_totp
     expire_sudo(db)
     disable = post_form(client, "/settings/security", "/settings/security/disable")
     _follow_to_sudo(client, disable)
@@ -306,10 +308,10 @@ def test_sudo_next_never_leaves_the_site(signed_in: TestClient, db: Database) ->
 
 
 def test_sudo_codes_are_single_use_and_brute_force_is_throttled(
-    signed_in: TestClient, clock: list[int], db: Database
+    signed_in: TestClient, with_totp: tuple[str, list[str]], clock: list[int], db: Database
 ) -> None:
     client = signed_in
-    secret, _ = enrol_totp(client, clock)
+    secret, _ = with_totp
     clock[0] += 1
 
     def attempt(value: str) -> Response:

@@ -8,38 +8,32 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from opencodehub.accounts.security.models import AuditEvent, RecoveryCode, TotpDevice
+from opencodehub.accounts.security.models import RecoveryCode, TotpDevice
 from opencodehub.db.engine import Database
-from tests.accounts.security.conftest import code, enrol_totp, two_factor_post
+from tests.accounts.security.conftest import (
+    audit_events,
+    code,
+    enrol_totp,
+    sign_in_again,
+    two_factor_post,
+)
 from tests.conftest import PASSWORD
 from tests.repos.git_helpers import create_repo
 from tests.web.forms import log_in, post_form
 
 
-def _events(db: Database, name: str) -> list[AuditEvent]:
-    with db.session() as session:
-        return list(session.scalars(select(AuditEvent).where(AuditEvent.event == name)))
-
-
-def _sign_out(client: TestClient) -> None:
-    assert post_form(client, "/", "/logout").status_code == 303
-    client.cookies.clear()
-
-
 def test_enrol_sign_in_with_code_replay_refused(
-    signed_in: TestClient, clock: list[int], db: Database
+    signed_in: TestClient, with_totp: tuple[str, list[str]], clock: list[int], db: Database
 ) -> None:
     client = signed_in
-    secret, _ = enrol_totp(client, clock)
+    secret, _ = with_totp
     with db.session() as session:
         device = session.scalar(select(TotpDevice))
         assert device is not None and device.confirmed_at is not None
         # Encrypted at rest: the secret is not in the column.
         assert secret not in device.secret_encrypted
     assert 'data-testid="totp-enabled"' in client.get("/settings/security").text
-    _sign_out(client)
-
-    response = log_in(client, "alice")
+    response = sign_in_again(client)
     assert response.status_code == 303
     assert response.headers["location"] == "/login/two-factor"
     # No session yet: the pending sign-in opens nothing else.
@@ -54,12 +48,10 @@ def test_enrol_sign_in_with_code_replay_refused(
     accepted = two_factor_post(client, code=code(secret, clock[0]))
     assert accepted.status_code == 303 and accepted.headers["location"] == "/"
     assert client.get("/api/v3/user").json()["login"] == "alice"
-    sign_ins = _events(db, "user.sign_in")
+    sign_ins = audit_events(db, "user.sign_in")
     assert sign_ins[-1].details == {"method": "password", "two_factor": "totp"}
-    _sign_out(client)
-
     # The same code again, in a new sign-in: a replay, refused.
-    log_in(client, "alice")
+    sign_in_again(client)
     assert two_factor_post(client, code=code(secret, clock[0])).status_code == 422
     # Two steps away is outside the window (unless it happens to equal a valid code).
     valid = {code(secret, step) for step in range(clock[0] - 1, clock[0] + 2)}
@@ -71,12 +63,11 @@ def test_enrol_sign_in_with_code_replay_refused(
 
 
 def test_brute_force_locks_the_challenge(
-    signed_in: TestClient, clock: list[int], db: Database
+    signed_in: TestClient, with_totp: tuple[str, list[str]], clock: list[int], db: Database
 ) -> None:
     client = signed_in
-    secret, _ = enrol_totp(client, clock)
-    _sign_out(client)
-    log_in(client, "alice")
+    secret, _ = with_totp
+    sign_in_again(client)
     right = code(secret, clock[0] + 1)
     wrong = "000000" if right != "000000" else "111111"
     clock[0] += 1
@@ -86,25 +77,22 @@ def test_brute_force_locks_the_challenge(
     assert locked.status_code == 429
     assert "Too many failed two-factor attempts" in locked.text
     assert int(locked.headers["retry-after"]) > 0
-    assert len(_events(db, "two_factor.failed")) == 5
+    assert len(audit_events(db, "two_factor.failed")) == 5
 
 
 def test_recovery_codes_are_single_use(
-    signed_in: TestClient, clock: list[int], db: Database
+    signed_in: TestClient, with_totp: tuple[str, list[str]], clock: list[int], db: Database
 ) -> None:
     client = signed_in
-    _, codes = enrol_totp(client, clock)
+    _, codes = with_totp
     with db.session() as session:
         stored = list(session.scalars(select(RecoveryCode.code_hash)))
     assert len(stored) == 10 and not set(codes) & set(stored)
-    _sign_out(client)
-
-    log_in(client, "alice")
+    sign_in_again(client)
     used = two_factor_post(client, recovery_code=codes[0].upper())
     assert used.status_code == 303
-    assert _events(db, "two_factor.recovery_code_used")[0].details == {"remaining": 9}
-    _sign_out(client)
-    log_in(client, "alice")
+    assert audit_events(db, "two_factor.recovery_code_used")[0].details == {"remaining": 9}
+    sign_in_again(client)
     again = two_factor_post(client, recovery_code=codes[0])
     assert again.status_code == 422 and "Incorrect recovery code" in again.text
     assert two_factor_post(client, recovery_code="not-a-code").status_code == 422
@@ -113,8 +101,7 @@ def test_recovery_codes_are_single_use(
     # Regenerating (in sudo mode, fresh after sign-in) replaces every old code.
     fresh = post_form(client, "/settings/security", "/settings/security/recovery-codes")
     assert fresh.status_code == 200
-    _sign_out(client)
-    log_in(client, "alice")
+    sign_in_again(client)
     assert two_factor_post(client, recovery_code=codes[2]).status_code == 422
 
 
@@ -128,7 +115,7 @@ def test_forged_pending_sign_in_and_unknown_account(
     assert two_factor_post_raw(client).status_code == 403  # no CSRF token without a page
 
     assert log_in(client, "ghost-user", "whatever").status_code == 422
-    [event] = _events(db, "user.failed_sign_in")
+    [event] = audit_events(db, "user.failed_sign_in")
     assert event.user_id is None and event.details["login"] == "ghost-user"
 
 

@@ -6,7 +6,9 @@
   neither service can run here (`tests/peers/github.py`, `tests/peers/gitlab.py`).
 
 OpenCodeHub itself is driven through the TestClient; `Browser` follows redirects across it and
-the peers the way a browser would, keeping each side's cookies.
+the peers the way a browser would, keeping each side's cookies. The sudo tests share the sign-in
+steps below: `github_sign_up` and `oidc_sign_up` (an account made through a provider, signed in,
+outside sudo mode) and `link_from_settings` (a signed-in account links a provider).
 """
 
 from __future__ import annotations
@@ -18,20 +20,29 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from opencodehub.accounts.security.models import SudoGrant
 from opencodehub.accounts.sso import providers
 from opencodehub.accounts.sso import service as sso
 from opencodehub.accounts.sso.models import AuthSource
 from opencodehub.config import Settings
+from opencodehub.core.time import utcnow
 from opencodehub.db.engine import Database
+from tests.accounts.security.conftest import audit_events, expire_sudo
 from tests.conftest import free_port
 from tests.peers import github as github_peer_app
 from tests.peers import gitlab as gitlab_peer_app
 from tests.peers._oauth import OAuthState
 from tests.peers._server import serve_in_thread
+from tests.peers.github import github_user
 from tests.peers.oidc import OIDCProvider, run_oidc_provider, sign_in_at_provider
+from tests.web.forms import post_form
+
+__all__ = ["audit_events", "expire_sudo"]  # shared with the security tests
 
 BASE_URL = "http://och.test"
+SUDO_PAGE = "/sudo?next=/settings/password"
 OIDC_ACCOUNTS: dict[str, dict[str, Any]] = {
     "alice": {
         "email": "alice@example.com",
@@ -273,3 +284,71 @@ def oidc_browser(client: TestClient, oidc_peer: OIDCProvider) -> Iterator[Browse
     instance = Browser(client, oidc_peer.issuer)
     yield instance
     instance.close()
+
+
+# Sudo mode and the sign-ins that lead to it ------------------------------------------------------
+
+
+def sudo_active(db: Database) -> bool:
+    with db.session() as session:
+        return any(grant.expires_at > utcnow() for grant in session.scalars(select(SudoGrant)))
+
+
+def start_sudo(client: TestClient, slug: str) -> httpx.Response:
+    """Ask for sudo mode through provider `slug` from the sudo page; its redirect onwards."""
+    return post_form(client, SUDO_PAGE, f"/sudo/sso/{slug}", {"next": "/settings/password"})
+
+
+def verified_github_user(user_id: int, login: str, email: str) -> dict[str, Any]:
+    """A GitHub account with one primary, verified address."""
+    return github_user(user_id, login, emails=[{"email": email, "primary": True, "verified": True}])
+
+
+def link_from_settings(client: TestClient, browser: Browser, slug: str) -> None:
+    """The signed-in account links provider `slug` from its linked-accounts settings."""
+    linked = browser.get(
+        post_form(
+            client, "/settings/linked-accounts", f"/settings/linked-accounts/link/{slug}"
+        ).headers["location"]
+    )
+    assert "now linked" in linked.text, linked.text
+
+
+@pytest.fixture
+def github_sign_up(
+    client: TestClient,
+    db: Database,
+    github_source: Callable[..., AuthSource],
+    github_peer: OAuthPeer,
+    browser: Browser,
+) -> Callable[..., Browser]:
+    """`sign_up(**others)`: `octo` signs up through GitHub (a new account, no password) and is
+    signed in, outside sudo mode; `others` are more accounts the GitHub stand-in knows. Gives
+    the browser that signed in."""
+
+    def sign_up(**others: dict[str, Any]) -> Browser:
+        github_source()
+        octo = verified_github_user(5, "octo", "octo@example.com")
+        github_peer.reset({"octo": octo, **others}, "octo")
+        browser.sign_in_with("github")
+        assert client.get("/api/v3/user").json()["login"] == "octo"
+        expire_sudo(db)
+        return browser
+
+    return sign_up
+
+
+@pytest.fixture
+def oidc_sign_up(
+    client: TestClient,
+    db: Database,
+    oidc_source: Callable[..., AuthSource],
+    oidc_browser: Browser,
+) -> Browser:
+    """`alice` signs up through the OpenID provider (no password) and is signed in, outside
+    sudo mode, with the provider's session still open in the browser it gives."""
+    oidc_source()
+    oidc_browser.sign_in_with("oidc", "alice")
+    assert client.get("/api/v3/user").json()["login"] == "alice"
+    expire_sudo(db)
+    return oidc_browser

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
 from sqlalchemy import func, select
 
 from opencodehub.accounts.models import User, WebSession
@@ -21,6 +20,7 @@ from opencodehub.accounts.sso.models import AuthSource, ExternalIdentity, SSOPen
 from opencodehub.config import Settings
 from opencodehub.db.engine import Database
 from tests.accounts.security.authenticator import SoftAuthenticator
+from tests.accounts.security.conftest import two_factor_post
 from tests.accounts.sso.conftest import Browser, OAuthPeer
 from tests.conftest import PASSWORD
 from tests.peers.github import github_user
@@ -59,13 +59,6 @@ def _count(db: Database, model: type, *where: object) -> int:
 def _signed_in_as(client: TestClient) -> str | None:
     response = client.get("/api/v3/user")
     return response.json()["login"] if response.status_code == 200 else None
-
-
-def _two_factor(client: TestClient, **data: str) -> Response:
-    token = page_token(client, "/login/two-factor")
-    return client.post(
-        "/login/two-factor", data={"csrf_token": token, **data}, follow_redirects=False
-    )
 
 
 def _reach_link_form(browser: Browser, github_peer: OAuthPeer) -> None:
@@ -128,13 +121,13 @@ def test_linking_an_account_with_totp_waits_for_the_second_factor(
     # Wrong second factors link nothing.
     clock[0] += 1
     wrong_code = totp.code_at_step(secret, clock[0] + 5)
-    assert _two_factor(client, code=wrong_code).status_code == 422
-    assert _two_factor(client, recovery_code="aaaaa-bbbbb").status_code == 422
+    assert two_factor_post(client, code=wrong_code).status_code == 422
+    assert two_factor_post(client, recovery_code="aaaaa-bbbbb").status_code == 422
     assert _count(db, ExternalIdentity) == 0
     assert _count(db, WebSession) == 0
     assert _signed_in_as(client) is None
 
-    done = _two_factor(client, code=totp.code_at_step(secret, clock[0]))
+    done = two_factor_post(client, code=totp.code_at_step(secret, clock[0]))
     assert done.status_code == 303
     assert done.headers["location"] == "/settings/profile"
     assert _signed_in_as(client) == "dana"
@@ -156,7 +149,7 @@ def test_linking_an_account_with_totp_waits_for_the_second_factor(
     again = browser.sign_in_with("github")
     assert str(again.request.url).endswith("/login/two-factor")
     assert _signed_in_as(client) is None
-    assert _two_factor(client, recovery_code=recovery_codes[0]).status_code == 303
+    assert two_factor_post(client, recovery_code=recovery_codes[0]).status_code == 303
     assert _signed_in_as(client) == "dana"
 
 
@@ -186,7 +179,7 @@ def test_abandoned_second_factor_leaves_the_identity_unlinked(
     with db.session() as session:
         session.query(SSOPendingSignIn).delete()
     clock[0] += 1
-    failed = _two_factor(client, code=totp.code_at_step(secret, clock[0]))
+    failed = two_factor_post(client, code=totp.code_at_step(secret, clock[0]))
     assert failed.status_code == 400
     assert "expired" in failed.text
     assert _count(db, ExternalIdentity) == 0

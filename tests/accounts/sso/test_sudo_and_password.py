@@ -5,38 +5,28 @@ GitHub and GitLab are played by the local stand-ins of tests/peers/."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from opencodehub.accounts import service as accounts
 from opencodehub.accounts.models import User
-from opencodehub.accounts.security.models import AuditEvent, SudoGrant
 from opencodehub.accounts.sso.models import AuthSource, ExternalIdentity
-from opencodehub.core.time import utcnow
 from opencodehub.db.engine import Database
-from tests.accounts.sso.conftest import Browser, OAuthPeer
-from tests.peers.github import github_user
+from tests.accounts.sso.conftest import (
+    SUDO_PAGE,
+    Browser,
+    OAuthPeer,
+    audit_events,
+    expire_sudo,
+    start_sudo,
+    sudo_active,
+    verified_github_user,
+)
 from tests.web.forms import csrf_from, log_in, log_out, post_form
 
 NEW_PASSWORD = "a brand new passphrase"
-
-
-def _expire_sudo(db: Database) -> None:
-    with db.session() as session:
-        session.execute(update(SudoGrant).values(expires_at=utcnow() - timedelta(minutes=1)))
-
-
-def _events(db: Database, name: str) -> list[AuditEvent]:
-    with db.session() as session:
-        return list(session.scalars(select(AuditEvent).where(AuditEvent.event == name)))
-
-
-def _sudo_active(db: Database) -> bool:
-    with db.session() as session:
-        return any(grant.expires_at > utcnow() for grant in session.scalars(select(SudoGrant)))
 
 
 def _set_password(client: TestClient, password: str = NEW_PASSWORD) -> Response:
@@ -57,28 +47,11 @@ def test_provider_account_sets_a_password_after_reauthenticating_with_the_provid
     client: TestClient,
     db: Database,
     github_peer: OAuthPeer,
-    github_source: Callable[..., AuthSource],
+    github_sign_up: Callable[..., Browser],
     gitlab_source: Callable[..., AuthSource],
-    browser: Browser,
 ) -> None:
-    github_source()
     gitlab_source()
-    github_peer.reset(
-        {
-            "octo": github_user(
-                5, "octo", emails=[{"email": "octo@example.com", "primary": True, "verified": True}]
-            ),
-            "intruder": github_user(
-                6,
-                "intruder",
-                emails=[{"email": "intruder@example.com", "primary": True, "verified": True}],
-            ),
-        },
-        "octo",
-    )
-    browser.sign_in_with("github")
-    assert client.get("/api/v3/user").json()["login"] == "octo"
-    _expire_sudo(db)
+    browser = github_sign_up(intruder=verified_github_user(6, "intruder", "intruder@example.com"))
 
     page = client.get("/settings/password")
     assert 'data-testid="no-password"' in page.text
@@ -100,31 +73,29 @@ def test_provider_account_sets_a_password_after_reauthenticating_with_the_provid
 
     # Only providers linked to the account; only with a CSRF token.
     assert client.post("/sudo/sso/github", data={"next": "/"}).status_code == 403
-    unlinked = post_form(client, "/sudo?next=/settings/password", "/sudo/sso/gitlab")
+    unlinked = post_form(client, SUDO_PAGE, "/sudo/sso/gitlab")
     assert unlinked.status_code == 404
 
     # Another GitHub account at the provider proves nothing about this one.
     github_peer.sign_in_as("intruder")
-    start = post_form(
-        client, "/sudo?next=/settings/password", "/sudo/sso/github", {"next": "/settings/password"}
-    )
+    start = start_sudo(client, "github")
     assert start.status_code == 303
     other = browser.get(start.headers["location"])
     assert other.status_code == 403
     assert "not the one linked" in other.text
-    assert not _sudo_active(db)
-    assert _events(db, "sudo.granted") == []
+    assert not sudo_active(db)
+    assert audit_events(db, "sudo.granted") == []
     assert client.get("/api/v3/user").json()["login"] == "octo"  # still signed in as before
 
     github_peer.sign_in_as("octo")
-    start = post_form(
-        client, "/sudo?next=/settings/password", "/sudo/sso/github", {"next": "/settings/password"}
-    )
+    start = start_sudo(client, "github")
     back = browser.get(start.headers["location"])
     assert back.status_code == 200
     assert str(back.request.url).endswith("/settings/password")
-    assert _sudo_active(db)
-    assert [event.details for event in _events(db, "sudo.granted")] == [{"method": "github:github"}]
+    assert sudo_active(db)
+    assert [event.details for event in audit_events(db, "sudo.granted")] == [
+        {"method": "github:github"}
+    ]
 
     mismatch = client.post(
         "/settings/password",
@@ -139,8 +110,8 @@ def test_provider_account_sets_a_password_after_reauthenticating_with_the_provid
     assert _set_password(client, "short").status_code == 422
     done = _set_password(client)
     assert done.status_code == 303
-    assert [event.event for event in _events(db, "user.password_set")] == ["user.password_set"]
-    assert _events(db, "password.changed") == []
+    assert [event.event for event in audit_events(db, "user.password_set")] == ["user.password_set"]
+    assert audit_events(db, "password.changed") == []
     with db.session() as session:
         user = session.scalars(select(User)).one()
         assert accounts.check_password(user, NEW_PASSWORD)
@@ -155,7 +126,7 @@ def test_provider_account_sets_a_password_after_reauthenticating_with_the_provid
     assert log_in(client, "octo", NEW_PASSWORD).status_code == 303
     page = client.get("/settings/password")
     assert 'name="current_password"' in page.text
-    _expire_sudo(db)
+    expire_sudo(db)
     sudo_page = client.get("/sudo?next=/")
     assert 'name="password"' in sudo_page.text
     assert 'data-testid="sudo-sso"' not in sudo_page.text

@@ -18,39 +18,26 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from opencodehub.accounts.models import User
-from opencodehub.accounts.security.models import AuditEvent, SudoGrant
 from opencodehub.accounts.sso.models import AuthSource, SSOAuthRequest
 from opencodehub.core.time import utcnow
 from opencodehub.db.engine import Database
-from tests.accounts.sso.conftest import Browser, OAuthPeer
-from tests.peers.github import github_user
+from tests.accounts.sso.conftest import (
+    SUDO_PAGE,
+    Browser,
+    OAuthPeer,
+    audit_events,
+    expire_sudo,
+    link_from_settings,
+    start_sudo,
+    sudo_active,
+    verified_github_user,
+)
 from tests.peers.gitlab import gitlab_user
 from tests.peers.oidc import sign_in_at_provider
 from tests.web.forms import log_in, log_out, post_form
-
-SUDO_PAGE = "/sudo?next=/settings/password"
-
-
-def _expire_sudo(db: Database) -> None:
-    with db.session() as session:
-        session.execute(update(SudoGrant).values(expires_at=utcnow() - timedelta(minutes=1)))
-
-
-def _sudo_active(db: Database) -> bool:
-    with db.session() as session:
-        return any(grant.expires_at > utcnow() for grant in session.scalars(select(SudoGrant)))
-
-
-def _events(db: Database, name: str) -> list[AuditEvent]:
-    with db.session() as session:
-        return list(session.scalars(select(AuditEvent).where(AuditEvent.event == name)))
-
-
-def _start_sudo(client: TestClient, slug: str) -> httpx.Response:
-    return post_form(client, SUDO_PAGE, f"/sudo/sso/{slug}", {"next": "/settings/password"})
 
 
 def _provider_page(peer: httpx.Client, url: str) -> httpx.Response:
@@ -84,26 +71,14 @@ def _deliver(browser: Browser, callback: str) -> httpx.Response:
     return browser.get(callback)
 
 
-def _oidc_account_without_password(
-    client: TestClient, db: Database, oidc_source: Callable[..., AuthSource], browser: Browser
-) -> None:
-    oidc_source()
-    browser.sign_in_with("oidc", "alice")
-    assert client.get("/api/v3/user").json()["login"] == "alice"
-    _expire_sudo(db)
-
-
 def test_oidc_sudo_shows_the_providers_login_form_despite_its_session(
-    client: TestClient,
-    db: Database,
-    oidc_source: Callable[..., AuthSource],
-    oidc_browser: Browser,
+    client: TestClient, db: Database, oidc_sign_up: Browser
 ) -> None:
-    _oidc_account_without_password(client, db, oidc_source, oidc_browser)
+    oidc_browser = oidc_sign_up
     sudo_page = client.get(SUDO_PAGE)
     assert "Re-authenticate with Company SSO" in sudo_page.text
 
-    start = _start_sudo(client, "oidc")
+    start = start_sudo(client, "oidc")
     assert start.status_code == 303
     authorize = start.headers["location"]
     params = parse_qs(urlsplit(authorize).query)
@@ -114,27 +89,24 @@ def test_oidc_sudo_shows_the_providers_login_form_despite_its_session(
     shown = _provider_page(oidc_browser.peer, authorize)
     assert shown.status_code == 200
     assert 'name="login"' in shown.text
-    assert not _sudo_active(db)
+    assert not sudo_active(db)
 
     callback = sign_in_at_provider(oidc_browser.peer, authorize, "alice")
     back = _deliver(oidc_browser, callback)
     assert back.status_code == 200, back.text
     assert str(back.request.url).endswith("/settings/password")
-    assert _sudo_active(db)
-    assert [event.details for event in _events(db, "sudo.granted")] == [{"method": "oidc:oidc"}]
+    assert sudo_active(db)
+    assert [e.details for e in audit_events(db, "sudo.granted")] == [{"method": "oidc:oidc"}]
 
 
 def test_a_provider_that_skips_the_login_is_refused(
-    client: TestClient,
-    db: Database,
-    oidc_source: Callable[..., AuthSource],
-    oidc_browser: Browser,
+    client: TestClient, db: Database, oidc_sign_up: Browser
 ) -> None:
-    _oidc_account_without_password(client, db, oidc_source, oidc_browser)
+    oidc_browser = oidc_sign_up
 
     # Without `prompt` and `max_age` the provider reuses its session silently and puts no
     # `auth_time` in the ID token: OpenCodeHub cannot tell the sign-in is fresh.
-    start = _start_sudo(client, "oidc")
+    start = start_sudo(client, "oidc")
     silent = _provider_page(
         oidc_browser.peer, _with_params(start.headers["location"], prompt=None, max_age=None)
     )
@@ -142,12 +114,12 @@ def test_a_provider_that_skips_the_login_is_refused(
     refused = _deliver(oidc_browser, str(silent.url.join(silent.headers["location"])))
     assert refused.status_code == 403
     assert "did not say when you signed in" in refused.text
-    assert not _sudo_active(db)
+    assert not sudo_active(db)
 
     # With a lax `max_age` it names the time of its old sign-in, which came before this sudo
     # request began (the request is dated ten minutes later here, as if the provider session
     # were that much older): refused too.
-    start = _start_sudo(client, "oidc")
+    start = start_sudo(client, "oidc")
     with db.session() as session:
         session.execute(update(SSOAuthRequest).values(created_at=utcnow() + timedelta(minutes=10)))
     silent = _provider_page(
@@ -157,9 +129,9 @@ def test_a_provider_that_skips_the_login_is_refused(
     stale = _deliver(oidc_browser, str(silent.url.join(silent.headers["location"])))
     assert stale.status_code == 403
     assert "without signing in again" in stale.text
-    assert not _sudo_active(db)
-    assert _events(db, "sudo.granted") == []
-    reasons = [event.details["reason"] for event in _events(db, "sso.sign_in_failed")]
+    assert not sudo_active(db)
+    assert audit_events(db, "sudo.granted") == []
+    reasons = [event.details["reason"] for event in audit_events(db, "sso.sign_in_failed")]
     assert len(reasons) == 2
     # Still signed in as before; only sudo mode was refused.
     assert client.get("/api/v3/user").json()["login"] == "alice"
@@ -177,64 +149,38 @@ def test_oidc_is_offered_to_an_account_with_a_password_and_github_is_not(
     make_user("carol")
     oidc_source()
     github_source()
-    github_peer.reset(
-        {
-            "carol-gh": github_user(
-                21, "carol-gh", emails=[{"email": "c@ex.org", "primary": True, "verified": True}]
-            )
-        },
-        "carol-gh",
-    )
+    github_peer.reset({"carol-gh": verified_github_user(21, "carol-gh", "c@ex.org")}, "carol-gh")
     assert log_in(client, "carol").status_code == 303
     for slug, account in (("oidc", "alice"), ("github", "")):
         oidc_browser.oidc_account = account
-        linked = oidc_browser.get(
-            post_form(
-                client, "/settings/linked-accounts", f"/settings/linked-accounts/link/{slug}"
-            ).headers["location"]
-        )
-        assert "now linked" in linked.text, linked.text
-    _expire_sudo(db)
+        link_from_settings(client, oidc_browser, slug)
+    expire_sudo(db)
 
     sudo_page = client.get(SUDO_PAGE)
     assert "Re-authenticate with Company SSO" in sudo_page.text
     # GitHub would let anyone at this browser through on its own session: carol has a password
     # to give instead.
     assert "Re-authenticate with GitHub" not in sudo_page.text
-    refused = _start_sudo(client, "github")
+    refused = start_sudo(client, "github")
     assert refused.status_code == 403
     assert "cannot confirm that you signed in again" in refused.text
-    assert not _sudo_active(db)
+    assert not sudo_active(db)
 
-    start = _start_sudo(client, "oidc")
+    start = start_sudo(client, "oidc")
     assert parse_qs(urlsplit(start.headers["location"]).query)["prompt"] == ["login"]
     back = _deliver(
         oidc_browser, sign_in_at_provider(oidc_browser.peer, start.headers["location"], "alice")
     )
     assert back.status_code == 200
-    assert _sudo_active(db)
+    assert sudo_active(db)
 
 
 def test_github_sudo_stops_counting_once_the_account_has_a_password(
-    client: TestClient,
-    db: Database,
-    github_source: Callable[..., AuthSource],
-    github_peer: OAuthPeer,
-    browser: Browser,
+    client: TestClient, db: Database, github_sign_up: Callable[..., Browser]
 ) -> None:
-    github_source()
-    github_peer.reset(
-        {
-            "octo": github_user(
-                5, "octo", emails=[{"email": "octo@example.com", "primary": True, "verified": True}]
-            )
-        },
-        "octo",
-    )
-    browser.sign_in_with("github")
-    _expire_sudo(db)
+    browser = github_sign_up()
     assert "Re-authenticate with GitHub" in client.get(SUDO_PAGE).text
-    start = _start_sudo(client, "github")
+    start = start_sudo(client, "github")
     assert start.status_code == 303
     callback = browser.callback_url(start.headers["location"])
     # The account gains a password while the browser is at GitHub (another tab): GitHub's
@@ -243,35 +189,22 @@ def test_github_sudo_stops_counting_once_the_account_has_a_password(
         session.execute(update(User).values(password_hash="$argon2id$v=19$m=65536,t=3,p=4$x$y"))
     refused = _deliver(browser, callback)
     assert refused.status_code == 403
-    assert not _sudo_active(db)
+    assert not sudo_active(db)
 
 
 def test_provider_sudo_next_never_leaves_the_site(
-    client: TestClient,
-    db: Database,
-    github_source: Callable[..., AuthSource],
-    github_peer: OAuthPeer,
-    browser: Browser,
+    client: TestClient, db: Database, github_sign_up: Callable[..., Browser]
 ) -> None:
-    github_source()
-    github_peer.reset(
-        {
-            "octo": github_user(
-                5, "octo", emails=[{"email": "octo@example.com", "primary": True, "verified": True}]
-            )
-        },
-        "octo",
-    )
-    browser.sign_in_with("github")
+    browser = github_sign_up()
     for target in ("//evil.com", "/\\evil.com", "https:evil.com", "%2F%2Fevil.com", "javascript:x"):
-        _expire_sudo(db)
+        expire_sudo(db)
         start = post_form(client, SUDO_PAGE, "/sudo/sso/github", {"next": target})
         assert start.status_code == 303
         callback = urlsplit(browser.callback_url(start.headers["location"]))
         back = client.get(f"{callback.path}?{callback.query}", follow_redirects=False)
         assert back.status_code == 303
         assert back.headers["location"] == "/", target
-        assert _sudo_active(db)
+        assert sudo_active(db)
 
 
 def test_gitlab_with_openid_must_sign_in_again_and_prove_it(
@@ -288,37 +221,32 @@ def test_gitlab_with_openid_must_sign_in_again_and_prove_it(
     gitlab_source(scopes="read_user openid")
     gitlab_peer.reset({"tanuki": gitlab_user(31, "tanuki", email="t@ex.org")}, "tanuki")
     assert log_in(client, "carol").status_code == 303
-    linked = browser.get(
-        post_form(
-            client, "/settings/linked-accounts", "/settings/linked-accounts/link/gitlab"
-        ).headers["location"]
-    )
-    assert "now linked" in linked.text, linked.text
+    link_from_settings(client, browser, "gitlab")
     assert gitlab_peer.state.forced_logins == 0  # an ordinary request signs in silently
-    _expire_sudo(db)
+    expire_sudo(db)
 
     # carol has a password, and GitLab can still be offered: it can prove a fresh sign-in.
     assert "Re-authenticate with GitLab" in client.get(SUDO_PAGE).text
-    start = _start_sudo(client, "gitlab")
+    start = start_sudo(client, "gitlab")
     params = parse_qs(urlsplit(start.headers["location"]).query)
     assert params["prompt"] == ["login"] and params["max_age"] == ["0"]
     assert "openid" in params["scope"][0].split() and params["nonce"][0]
     back = _deliver(browser, start.headers["location"])
     assert back.status_code == 200, back.text
     assert gitlab_peer.state.forced_logins == 1
-    assert _sudo_active(db)
-    assert [e.details for e in _events(db, "sudo.granted")] == [{"method": "gitlab:gitlab"}]
+    assert sudo_active(db)
+    assert [e.details for e in audit_events(db, "sudo.granted")] == [{"method": "gitlab:gitlab"}]
 
     # A GitLab that ignores the request and vouches for its hour-old session: refused.
-    _expire_sudo(db)
+    expire_sudo(db)
     gitlab_peer.state.honour_prompt = False
     gitlab_peer.state.signed_in_at = time.time() - 3600
-    start = _start_sudo(client, "gitlab")
+    start = start_sudo(client, "gitlab")
     stale = _deliver(browser, start.headers["location"])
     assert stale.status_code == 403
     assert "without signing in again" in stale.text
-    assert not _sudo_active(db)
-    assert len(_events(db, "sudo.granted")) == 1
+    assert not sudo_active(db)
+    assert len(audit_events(db, "sudo.granted")) == 1
 
 
 def test_a_provider_sign_in_does_not_start_in_sudo_mode(
@@ -332,13 +260,13 @@ def test_a_provider_sign_in_does_not_start_in_sudo_mode(
     oidc_source()
     oidc_browser.sign_in_with("oidc", "alice")  # the sign-up
     assert client.get("/api/v3/user").json()["login"] == "alice"
-    assert not _sudo_active(db)
+    assert not sudo_active(db)
     log_out(client)
     start = client.get("/login/sso/oidc", follow_redirects=False)
     silent = _provider_page(oidc_browser.peer, start.headers["location"])
     assert silent.status_code in (302, 303), "the provider asked alice to sign in again"
     assert _deliver(oidc_browser, str(silent.url.join(silent.headers["location"]))).is_success
     assert client.get("/api/v3/user").json()["login"] == "alice"
-    assert not _sudo_active(db)
+    assert not sudo_active(db)
     blocked = client.get("/settings/security/totp", follow_redirects=False)
     assert blocked.status_code == 303 and "sudo" in blocked.headers["location"]
