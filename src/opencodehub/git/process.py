@@ -6,6 +6,10 @@ uses vfork and costs well under a millisecond. git's smart HTTP spawns once per 
 transports start git with Popen and attach its pipes to the running loop instead. Exit is
 awaited through a pidfd (no thread, no SIGCHLD handler of ours), with a thread as fallback on
 kernels without pidfd.
+
+Our ends of git's pipes belong to the event loop's transports alone, and are closed when the
+process finishes: a descriptor closed twice in a threaded server closes whatever another
+thread was given that number in between (`_loop_pipe` says how uvloop would do that).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import io
 import os
 import subprocess
 import weakref
@@ -83,6 +88,19 @@ class _WriterProtocol(asyncio.streams.FlowControlMixin):
         await self._drain_helper()
 
 
+def _loop_pipe(loop: asyncio.AbstractEventLoop, fd: int, mode: str) -> io.FileIO:
+    """Our end of a pipe to git, as the file object `connect_*_pipe` takes, for a transport
+    that becomes the end's only owner.
+
+    The standard loop's pipe transports close the file object when they end, so it must close
+    the descriptor. uvloop's instead have libuv close the descriptor and then close the file
+    object as well: a second close(2) of a number that another thread may have been given in
+    between (a database connection, a new pipe), which then fails on EBADF, or worse, reads
+    another file. So under uvloop the file object must leave the descriptor alone.
+    """
+    return io.FileIO(fd, mode, closefd=not type(loop).__module__.startswith("uvloop"))
+
+
 class GitProcess:
     def __init__(
         self,
@@ -90,8 +108,10 @@ class GitProcess:
         stdout: asyncio.StreamReader,
         stderr: asyncio.StreamReader,
         stdin: tuple[asyncio.WriteTransport, _WriterProtocol] | None,
+        transports: list[asyncio.BaseTransport],
     ) -> None:
         self.popen = popen
+        self._transports = transports
         self.stdout = stdout
         self._stderr = stderr
         self._stdin = stdin
@@ -104,34 +124,70 @@ class GitProcess:
         cls, argv: Sequence[str], env: dict[str, str], *, stdin: bool, limit: int = 4 * CHUNK
     ) -> GitProcess:
         loop = asyncio.get_running_loop()
-        popen = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            close_fds=True,
-        )
+        # Our ends of git's pipes, made here rather than by Popen: the event loop must be their
+        # only owner (see `_loop_pipe`). os.pipe() ends are close-on-exec, so git inherits only
+        # what Popen puts on its 0, 1 and 2.
+        ours: list[int] = []
+        theirs: list[int] = []
         try:
-            assert popen.stdout is not None and popen.stderr is not None
+            for _ in range(3 if stdin else 2):
+                read_end, write_end = os.pipe()
+                ours.append(read_end)
+                theirs.append(write_end)
+            if stdin:
+                # git reads stdin from the read end; we keep the write end.
+                ours[2], theirs[2] = theirs[2], ours[2]
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=theirs[2] if stdin else subprocess.DEVNULL,
+                stdout=theirs[0],
+                stderr=theirs[1],
+                env=env,
+                close_fds=True,
+            )
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        transports: list[asyncio.BaseTransport] = []
+        handed = 0  # ends given to the loop: from then on, closing them is the loop's job
+        try:
             # A larger pipe lets git run further ahead of the client between our reads: fewer
             # wake-ups on both sides of a pack stream.
             with contextlib.suppress(OSError, AttributeError):
-                fcntl.fcntl(popen.stdout, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+                fcntl.fcntl(ours[0], fcntl.F_SETPIPE_SZ, PIPE_SIZE)
             stdout = asyncio.StreamReader(limit=limit)
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout)
+            handed += 1
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(stdout), _loop_pipe(loop, ours[0], "rb")
+            )
+            transports.append(transport)
             stderr = asyncio.StreamReader(limit=limit)
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr), popen.stderr)
+            handed += 1
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(stderr), _loop_pipe(loop, ours[1], "rb")
+            )
+            transports.append(transport)
             writer = None
             if stdin:
-                assert popen.stdin is not None
-                transport, protocol = await loop.connect_write_pipe(_WriterProtocol, popen.stdin)
-                writer = (transport, protocol)
+                handed += 1
+                write_transport, protocol = await loop.connect_write_pipe(
+                    _WriterProtocol, _loop_pipe(loop, ours[2], "wb")
+                )
+                transports.append(write_transport)
+                writer = (write_transport, protocol)
         except BaseException:
             popen.kill()
             popen.wait()
+            for transport in transports:
+                transport.close()
+            for fd in ours[handed:]:
+                os.close(fd)
             raise
-        return cls(popen, stdout, stderr, writer)
+        return cls(popen, stdout, stderr, writer, transports)
 
     @property
     def returncode(self) -> int | None:
@@ -194,4 +250,12 @@ class GitProcess:
             # Reap the child: it has been killed, so this returns at once.
             await asyncio.to_thread(self.popen.wait)
             raise
+        finally:
+            self.close()
         return returncode
+
+    def close(self) -> None:
+        """End our side of git's pipes now, rather than when the transports are collected:
+        a transport left to the garbage collector is closed on whatever thread collects it."""
+        for transport in self._transports:
+            transport.close()
