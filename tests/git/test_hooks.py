@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pygit2
 import pytest
@@ -325,3 +327,25 @@ def test_app_start_provisions_the_hooks(client: TestClient, settings: Settings) 
     client.get("/healthz")
     for name in hooks.HOOK_NAMES:
         assert os.access(settings.data_dir / "hooks" / name, os.X_OK)
+
+
+def _hook_module() -> ModuleType:
+    path = Path(hooks.__file__).parent / "hooks" / "hook.py"
+    spec = importlib.util.spec_from_file_location("och_hook_script", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hook_script_parses_internal_urls_and_answers() -> None:
+    hook = _hook_module()
+    assert hook.split_url("http://127.0.0.1:8000") == ("http", "127.0.0.1", 8000, "")
+    assert hook.split_url("https://och.example/prefix/") == ("https", "och.example", 443, "/prefix")
+    assert hook.split_url("http://[::1]:9/x") == ("http", "::1", 9, "/x")
+    for bad in ("file:///etc/passwd", "http://", "http://user@host", "http://h:port", "h:80"):
+        with pytest.raises(hook.HookError):
+            hook.split_url(bad)
+    assert hook.read_chunked(b"5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\n") == b"hello world"
+    # Only the standard library's small modules: no urllib, http.client or ssl for http URLs.
+    assert "urllib" not in hook.__dict__ and "ssl" not in hook.__dict__

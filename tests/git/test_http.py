@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from opencodehub.accounts.models import Permission, User
 from opencodehub.config import Settings
 from opencodehub.db.engine import Database
+from opencodehub.git import heap
 from opencodehub.git import process as git_process
 from opencodehub.git.http import GitHTTPMiddleware, _Authorized
 from opencodehub.repos import store
@@ -126,6 +128,11 @@ def test_concurrent_clones_wait_for_a_pack_process_slot(
     assert [proc.returncode for proc in procs] == [0, 0, 0, 0], results
     assert all((path / "README.md").is_file() for path in clones)
     assert limiter.peak == 1
+    # A clone ends once it has read the pack; the server still waits for its upload-pack to
+    # exit before it hands the slot back, so the release can come a moment later.
+    deadline = time.monotonic() + 10
+    while limiter.in_use and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert limiter.in_use == 0
 
 
@@ -211,6 +218,38 @@ def test_large_file_push_and_clone(world: World) -> None:
         == world.git("hash-object", "large.bin", cwd=work).stdout
     )
     fsck(world.settings, repo.id, world.home)
+
+
+class _CountingTrimmer(heap.HeapTrimmer):
+    def __init__(self) -> None:
+        super().__init__(trim=lambda: None)
+        self.requests = 0
+
+    def request(self) -> None:
+        self.requests += 1
+
+
+def test_transfers_trim_the_heap_as_they_move(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push's body and a clone's pack ask for a heap trim every TRIM_EVERY_BYTES moved (see
+    `git/heap.py`), so that a long transfer cannot fault the heap's handed-back pages in."""
+    trimmer = _CountingTrimmer()
+    monkeypatch.setattr(heap, "HEAP_TRIMMER", trimmer)
+    monkeypatch.setattr(heap, "TRIM_EVERY_BYTES", 1024 * 1024)
+    create_repo(world.db, world.settings, world.alice, "trimmed")
+    work = world.workdir("work")
+    # 8 MB that no compression shrinks: the push moves at least eight thresholds' worth.
+    noise = {f"noise{index}.bin": os.urandom(1024 * 1024) for index in range(8)}
+    head = commit(work, world.home, noise, "8 MB of noise")
+    world.git("push", world.url("trimmed"), "main", cwd=work, timeout=300)
+    pushed = trimmer.requests
+    assert pushed >= 7, f"{pushed} trims for an 8 MB push"
+
+    clone = world.tmp / "clone"
+    world.git("clone", "-q", "--bare", world.url("trimmed", user=None), str(clone), timeout=300)
+    assert world.git("rev-parse", "main", cwd=clone).stdout.strip() == head
+    assert trimmer.requests - pushed >= 7, f"{trimmer.requests - pushed} trims for the clone"
 
 
 def test_empty_repository_clone_and_first_push_sets_default_branch(world: World) -> None:

@@ -28,6 +28,7 @@ from opencodehub.accounts import service as accounts
 from opencodehub.accounts.models import Permission, SSHKey, User
 from opencodehub.config import Settings
 from opencodehub.db.engine import Database
+from opencodehub.git import heap
 from opencodehub.git import process as git_process
 from opencodehub.git import ssh as ssh_module
 from opencodehub.git.ssh import host_keys_dir, start_ssh_server
@@ -931,6 +932,44 @@ def test_push_never_buffers_more_than_a_window_for_git(
     assert any(size > 0 for size in buffered), "git's stdin never filled up"
     limit = 2 * ssh_module.RECEIVE_WINDOW_BYTES
     assert max(buffered) <= limit, f"{max(buffered)} bytes waited for git's stdin"
+
+
+class _CountingTrimmer(heap.HeapTrimmer):
+    def __init__(self) -> None:
+        super().__init__(trim=lambda: None)
+        self.requests = 0
+
+    def request(self) -> None:
+        self.requests += 1
+
+
+def test_transfers_trim_the_heap_as_they_move(
+    world: World,
+    live_server: object,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A push and a clone over SSH ask for a heap trim every TRIM_EVERY_BYTES moved (see
+    `git/heap.py`), so that a long transfer cannot fault the heap's handed-back pages in."""
+    trimmer = _CountingTrimmer()
+    monkeypatch.setattr(heap, "HEAP_TRIMMER", trimmer)
+    monkeypatch.setattr(heap, "TRIM_EVERY_BYTES", 1024 * 1024)
+    client = world.alice_client
+    clone = tmp_path / "clone"
+    client.git("clone", "-q", client.url("alice", "hello"), str(clone), cwd=tmp_path)
+    noise = {f"noise{index}.bin": os.urandom(1024 * 1024) for index in range(8)}
+    sha = commit(clone, client.home, noise, "8 MB of noise")
+    trimmer.requests = 0
+    client.git("push", "-q", "origin", "main", cwd=clone)
+    assert server_refs(settings, world.public.id)["refs/heads/main"] == sha
+    pushed = trimmer.requests
+    assert pushed >= 7, f"{pushed} trims for an 8 MB push"
+
+    again = tmp_path / "again"
+    client.git("clone", "-q", "--bare", client.url("alice", "hello"), str(again), cwd=tmp_path)
+    assert client.git("rev-parse", "main", cwd=again).stdout.strip() == sha
+    assert trimmer.requests - pushed >= 7, f"{trimmer.requests - pushed} trims for the clone"
 
 
 def test_concurrent_clones_wait_for_a_pack_process_slot(

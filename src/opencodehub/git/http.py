@@ -34,7 +34,7 @@ from opencodehub.config import Settings
 from opencodehub.core.errors import Forbidden, NotFound, Unauthorized
 from opencodehub.core.logging import get_logger
 from opencodehub.db.engine import Database
-from opencodehub.git import commands, hooks, process
+from opencodehub.git import commands, heap, hooks, process
 from opencodehub.git.credentials import PasswordCheckCache, actor_for_git
 from opencodehub.git.process import GitProcess
 from opencodehub.repos import pushes, store
@@ -290,6 +290,8 @@ async def _feed_body(
 ) -> bool:
     """Copy the request body into git's stdin, then close it. True when the client went away."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
+    # Trims the heap every few MiB of body (see `git/heap.py`).
+    meter = heap.TransferMeter()
     fed = 0
     git_gone = False
 
@@ -313,6 +315,7 @@ async def _feed_body(
             return True
         chunk = message.get("body", b"")
         more = message.get("more_body", False)
+        meter.moved(len(chunk))
         if inflater is None:
             await write(chunk)
             continue
@@ -367,7 +370,9 @@ async def _drain_to_spool(git: GitProcess, spool: tempfile.SpooledTemporaryFile[
 
 
 async def _stream_stdout(git: GitProcess, send: Send) -> None:
+    meter = heap.TransferMeter()  # a clone's pack out cycles buffers as a push's pack in
     while chunk := await git.stdout.read(STREAM_CHUNK):
+        meter.moved(len(chunk))
         await _body(send, chunk)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -40,6 +40,7 @@ from opencodehub.config import Settings
 from opencodehub.core.errors import Forbidden, NotFound
 from opencodehub.core.logging import get_logger
 from opencodehub.db.engine import Database
+from opencodehub.git import heap
 from opencodehub.git import process as git_process
 from opencodehub.git.commands import GIT_SERVICES, service_argv, service_env, valid_git_protocol
 from opencodehub.git.ssh_commands import (
@@ -354,6 +355,8 @@ class _GitSession(asyncssh.SSHServerSession[bytes]):
         self._pause_scheduled = False
         self._output_paused = False  # the channel's send buffer is full
         self._closed = False
+        # Trims the heap every few MiB moved either way (see `git/heap.py`).
+        self._meter = heap.TransferMeter()
 
     # asyncssh callbacks ---------------------------------------------------------------------
 
@@ -380,6 +383,7 @@ class _GitSession(asyncssh.SSHServerSession[bytes]):
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if datatype is not None:
             return  # clients send no extended data; git reads only stdin
+        self._meter.moved(len(data))
         if self._git is not None:
             self._git.write(data)
             return
@@ -548,6 +552,7 @@ class _GitSession(asyncssh.SSHServerSession[bytes]):
             self._chan.resume_reading()
 
     def send(self, data: bytes, datatype: int | None) -> None:
+        self._meter.moved(len(data))
         if self._chan is not None and not self._closed:
             self._chan.write(data, datatype)
 
