@@ -1,12 +1,15 @@
-"""Shared helpers for the LFS tests: two users, their repositories, and LFS requests."""
+"""Shared helpers for the LFS tests: two users, their repositories, LFS requests, and settings
+for an S3 backend (moto_server)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -16,7 +19,8 @@ from opencodehub.accounts.models import User
 from opencodehub.config import Settings
 from opencodehub.db.engine import Database
 from opencodehub.repos.models import Repository
-from tests.conftest import PASSWORD
+from opencodehub.storage import build_storage
+from tests.conftest import PASSWORD, free_port
 from tests.git.gitutil import create_repo
 from tests.storage.conftest import moto_endpoint  # noqa: F401 - a fixture for the S3 tests
 
@@ -94,3 +98,44 @@ def lfs_world(
     private = create_repo(db, settings, alice, "secret", private=True, auto_init=True)
     bobs = create_repo(db, settings, bob, "mine", private=True, auto_init=True)
     return LFSWorld(client, settings, db, alice, bob, public, private, bobs)
+
+
+class S3SettingsFactory(Protocol):
+    def __call__(self, **overrides: Any) -> Settings: ...
+
+
+@pytest.fixture
+def s3_settings(request: pytest.FixtureRequest, db: Database, data_dir: Path) -> S3SettingsFactory:
+    """Settings for S3 storage on moto_server, in a bucket of the test's own, with `overrides`
+    on top. A test module overrides tests.conftest's `settings` fixture with one of these."""
+    endpoint = request.getfixturevalue("moto_endpoint")
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": data_dir,
+            "database_url": db.url,
+            "secret_key": "test-secret-key-0123456789abcdef",
+            "ssh_enabled": False,
+            "http_port": free_port(),
+            "ssh_port": free_port(),
+            "storage_backend": "s3",
+            "storage_s3_endpoint": endpoint,
+            "storage_s3_region": "us-east-1",
+            "storage_s3_bucket": f"lfs-{uuid.uuid4().hex[:12]}",
+            "storage_s3_access_key": "testing",
+            "storage_s3_secret_key": "testing",
+            "storage_s3_path_style": True,
+            **overrides,
+        }
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+def stored_lfs_keys(settings: Settings) -> set[str]:
+    """Every key under `lfs/` in the storage the settings describe."""
+    storage = build_storage(settings)
+    try:
+        return {info.key for info in storage.list("lfs/")}
+    finally:
+        storage.close()

@@ -3,46 +3,23 @@ key, and only `verify` — after checking size and SHA-256 — puts the object i
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from opencodehub.config import Settings
-from opencodehub.db.engine import Database
 from opencodehub.lfs import service as lfs
-from opencodehub.storage import build_storage
-from tests.conftest import free_port
-from tests.lfs.conftest import LFSWorld, basic, oid_of
+from tests.lfs.conftest import LFSWorld, S3SettingsFactory, basic, oid_of
+from tests.lfs.conftest import stored_lfs_keys as _keys
 
 ALICE = basic("alice")
 
 
 @pytest.fixture
-def settings(db: Database, data_dir: Path, moto_endpoint: str) -> Settings:
+def settings(s3_settings: S3SettingsFactory) -> Settings:
     """S3-backed settings (overrides tests.conftest's)."""
-    return Settings(
-        data_dir=data_dir,
-        database_url=db.url,
-        secret_key="test-secret-key-0123456789abcdef",
-        ssh_enabled=False,
-        http_port=free_port(),
-        ssh_port=free_port(),
-        storage_backend="s3",
-        storage_s3_endpoint=moto_endpoint,
-        storage_s3_region="us-east-1",
-        storage_s3_bucket=f"lfs-{uuid.uuid4().hex[:12]}",
-        storage_s3_access_key="testing",
-        storage_s3_secret_key="testing",
-        storage_s3_path_style=True,
-        _env_file=None,
-    )
-
-
-def _keys(settings: Settings) -> set[str]:
-    return {info.key for info in build_storage(settings).list("lfs/")}
+    return s3_settings()
 
 
 def _start_upload(world: LFSWorld, content: bytes) -> dict[str, Any]:

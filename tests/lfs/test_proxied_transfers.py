@@ -4,47 +4,22 @@ checked on the way (no staging copy), and downloads stream back through the app.
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 import pytest
 
 from opencodehub.config import Settings
-from opencodehub.db.engine import Database
 from opencodehub.lfs import service as lfs
-from opencodehub.storage import build_storage
-from tests.conftest import free_port
-from tests.lfs.conftest import LFSWorld, basic, oid_of
+from tests.lfs.conftest import LFSWorld, S3SettingsFactory, basic, oid_of
+from tests.lfs.conftest import stored_lfs_keys as _keys
 
 ALICE = basic("alice")
+MiB = 1024 * 1024
 
 
 @pytest.fixture
-def settings(db: Database, data_dir: Path, moto_endpoint: str) -> Settings:
+def settings(s3_settings: S3SettingsFactory) -> Settings:
     """S3-backed settings with proxied transfers (overrides tests.conftest's)."""
-    return Settings(
-        data_dir=data_dir,
-        database_url=db.url,
-        secret_key="test-secret-key-0123456789abcdef",
-        ssh_enabled=False,
-        http_port=free_port(),
-        ssh_port=free_port(),
-        storage_backend="s3",
-        storage_s3_endpoint=moto_endpoint,
-        storage_s3_region="us-east-1",
-        storage_s3_bucket=f"lfs-{uuid.uuid4().hex[:12]}",
-        storage_s3_access_key="testing",
-        storage_s3_secret_key="testing",
-        storage_s3_path_style=True,
-        # Small parts so that a test object crosses several of them.
-        storage_chunk_size=5 * 1024 * 1024,
-        lfs_proxy_transfers=True,
-        _env_file=None,
-    )
-
-
-def _keys(settings: Settings) -> set[str]:
-    return {info.key for info in build_storage(settings).list("lfs/")}
+    # Small parts so that a test object crosses several of them.
+    return s3_settings(storage_chunk_size=5 * MiB, lfs_proxy_transfers=True)
 
 
 def test_batch_points_at_the_app(lfs_world: LFSWorld, moto_endpoint: str) -> None:

@@ -19,6 +19,7 @@ from opencodehub.storage import (
     InvalidKey,
     InvalidRange,
     ObjectNotFound,
+    StorageError,
     build_storage,
 )
 from opencodehub.storage import views as storage_views
@@ -267,7 +268,9 @@ def test_non_string_keys_are_refused(case: Case) -> None:
 # Failure midway --------------------------------------------------------------------------------
 
 
-def _assert_no_partial_upload_left(case: Case) -> None:
+def _assert_no_partial_upload_left(case: Case, stored: list[str] | None = None) -> None:
+    """Nothing but the `stored` keys: no temporary file, multipart upload or staged blob."""
+    stored = stored or []
     if case.backend == "local":
         assert os.listdir(os.path.join(case.namespace, ".och-tmp")) == []
     elif case.backend == "s3":
@@ -275,9 +278,8 @@ def _assert_no_partial_upload_left(case: Case) -> None:
         assert client.list_multipart_uploads(Bucket=case.namespace).get("Uploads", []) == []
     elif case.backend == "azure":
         container = case.storage._container  # type: ignore[attr-defined]
-        assert [blob.name for blob in container.list_blobs()] == []
-    else:
-        assert keys(case) == []
+        assert sorted(blob.name for blob in container.list_blobs()) == sorted(stored)
+    assert keys(case) == sorted(stored)
 
 
 @pytest.mark.parametrize("fail_after", [100, 6 * MiB + 5], ids=["first-chunk", "later-part"])
@@ -285,6 +287,49 @@ def test_interrupted_upload_leaves_nothing(case: Case, fail_after: int) -> None:
     with pytest.raises(Boom):
         case.storage.put("lfs/cc/dd/interrupted", exploding(fail_after))
     assert not case.storage.exists("lfs/cc/dd/interrupted")
+    assert keys(case) == []
+    _assert_no_partial_upload_left(case)
+
+
+def test_known_size_and_hash_round_trip(case: Case) -> None:
+    """What LFS sends: the exact size and the SHA-256 (S3: one streaming PutObject)."""
+    total = 12 * MiB + 3
+    size, sha256 = digest(generated(total))
+    info = case.storage.put("lfs/ab/cd/known", generated(total), size=size, sha256=sha256)
+    assert info.size == total
+    with case.storage.get("lfs/ab/cd/known") as stream:
+        assert digest(iter(stream)) == (size, sha256)
+    assert (
+        case.storage.get("lfs/ab/cd/known", (total - 10, None)).read()
+        == b"".join(generated(total))[-10:]
+    )
+    assert keys(case) == ["lfs/ab/cd/known"]
+    _assert_no_partial_upload_left(case, ["lfs/ab/cd/known"])
+
+
+@pytest.mark.parametrize("hashed", [False, True], ids=["size", "size-and-hash"])
+@pytest.mark.parametrize("actual", [12 * MiB - 1, 12 * MiB + 1, 100], ids=["short", "long", "tiny"])
+def test_a_stream_of_another_length_than_declared_stores_nothing(
+    case: Case, actual: int, hashed: bool
+) -> None:
+    declared = 12 * MiB
+    sha256 = digest(generated(declared))[1] if hashed else None
+    with pytest.raises(StorageError, match="declared"):
+        case.storage.put("lfs/cc/dd/sized", generated(actual), size=declared, sha256=sha256)
+    assert not case.storage.exists("lfs/cc/dd/sized")
+    _assert_no_partial_upload_left(case)
+
+
+@pytest.mark.parametrize("fail_after", [100, 6 * MiB + 5, 12 * MiB], ids=["first", "later", "end"])
+def test_interrupted_upload_of_known_size_and_hash_leaves_nothing(
+    case: Case, fail_after: int
+) -> None:
+    """A source that fails, even after its last byte (a checksum found wrong at the end), stores
+    nothing although the backend was told the whole length up front."""
+    size, sha256 = digest(generated(12 * MiB))
+    with pytest.raises(Boom):
+        case.storage.put("lfs/cc/dd/broken", exploding(fail_after), size=size, sha256=sha256)
+    assert not case.storage.exists("lfs/cc/dd/broken")
     assert keys(case) == []
     _assert_no_partial_upload_left(case)
 
@@ -302,11 +347,13 @@ def test_interrupted_overwrite_keeps_the_previous_object(case: Case) -> None:
 
 
 @pytest.mark.slow
-def test_a_50_mb_stream_never_sits_in_memory(case: Case) -> None:
+@pytest.mark.parametrize("hashed", [False, True], ids=["size", "size-and-hash"])
+def test_a_50_mb_stream_never_sits_in_memory(case: Case, hashed: bool) -> None:
     total = 50 * MiB
+    sha256 = digest(generated(total))[1] if hashed else None
     tracemalloc.start()
     try:
-        case.storage.put("lfs/ee/ff/fifty", generated(total), size=total)
+        case.storage.put("lfs/ee/ff/fifty", generated(total), size=total, sha256=sha256)
         _, upload_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         with case.storage.get("lfs/ee/ff/fifty") as stream:

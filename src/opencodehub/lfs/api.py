@@ -58,6 +58,9 @@ log = get_logger("opencodehub.lfs")
 
 router = APIRouter(include_in_schema=False)
 
+# Bytes of a proxied upload's body handed from the event loop to the storage thread at a time.
+BODY_BATCH_SIZE = 1024 * 1024
+
 MEDIA_TYPE = "application/vnd.git-lfs+json"
 DOCS_URL = "https://github.com/git-lfs/git-lfs/blob/main/docs/api"
 REALM = 'Basic realm="OpenCodeHub"'
@@ -327,7 +330,12 @@ async def verify(owner: str, repo: str, request: Request) -> Response:
 
 
 class _BlockingBody:
-    """The request body as a blocking iterator, for a storage adapter in a worker thread."""
+    """The request body as a blocking iterator, for a storage adapter in a worker thread.
+
+    The server hands the body over in pieces of at most 64 KiB; each trip from the worker thread
+    to the event loop and back costs more than the copy that joins pieces, so one trip collects
+    about `BODY_BATCH_SIZE` bytes (16 times fewer trips for a large upload, one batch in memory).
+    """
 
     def __init__(self, body: AsyncIterator[bytes]) -> None:
         self._body = body
@@ -337,14 +345,22 @@ class _BlockingBody:
             chunk = anyio.from_thread.run(self._next)
             if chunk is None:
                 return
-            if chunk:
-                yield chunk
+            yield chunk
 
     async def _next(self) -> bytes | None:
-        try:
-            return await self._body.__anext__()
-        except StopAsyncIteration:
+        pieces: list[bytes] = []
+        size = 0
+        while size < BODY_BATCH_SIZE:
+            try:
+                piece = await self._body.__anext__()
+            except StopAsyncIteration:
+                break
+            if piece:
+                pieces.append(piece)
+                size += len(piece)
+        if not pieces:
             return None
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 # Locks ------------------------------------------------------------------------------------------

@@ -425,8 +425,10 @@ def check_transfer_token(
 
 
 def store_upload(storage: StorageAdapter, oid: str, size: int, body: Iterable[bytes]) -> None:
-    """Stream a proxied upload into the object's key, checked on the way (blocking)."""
-    storage.put(object_key(oid), verified(body, oid, size), size=size)
+    """Stream a proxied upload into the object's key, checked on the way (blocking). The oid is
+    the SHA-256 of the bytes, so it goes along as their payload hash (S3 signs with it instead
+    of hashing the body a second time, and checks it on arrival)."""
+    storage.put(object_key(oid), verified(body, oid, size), size=size, sha256=oid)
 
 
 def verify_upload(
@@ -445,7 +447,8 @@ def verify_upload(
             raise LFSError(422, f"The uploaded object has {staged_info.size} bytes, not {size}.")
         try:
             with storage.get(staged) as source:
-                storage.put(object_key(oid), verified(source, oid, size), size=size)
+                checked = verified(source, oid, size)
+                storage.put(object_key(oid), checked, size=size, sha256=oid)
         except ContentMismatch as exc:
             raise LFSError(422, f"Verification failed: {exc}.") from None
         finally:

@@ -19,6 +19,7 @@ from typing import Any
 
 from opencodehub.storage.base import (
     DEFAULT_CHUNK_SIZE,
+    READ_CHUNK_SIZE,
     ByteRange,
     ObjectInfo,
     ObjectNotFound,
@@ -32,7 +33,9 @@ from opencodehub.storage.base import (
     check_expires,
     check_method,
     drain_then,
+    exact_length,
     iter_blocks,
+    iter_source,
     resolve_range,
     upload_blocks_concurrently,
     validate_key,
@@ -41,7 +44,6 @@ from opencodehub.storage.base import (
 
 MAX_BLOCKS = 50_000
 MAX_BLOCK_SIZE = 4000 * 1024 * 1024
-DOWNLOAD_CHUNK_SIZE = 4 * 1024 * 1024
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -69,10 +71,9 @@ class AzureBlobStorage(StorageAdapter):
         try:
             self._service = BlobServiceClient.from_connection_string(
                 connection_string,
-                # Bound what one download request pulls into memory (the SDK's default first
-                # request reads 32 MiB).
-                max_single_get_size=DOWNLOAD_CHUNK_SIZE,
-                max_chunk_get_size=DOWNLOAD_CHUNK_SIZE,
+                # What a streamed download hands on per read: the SDK's default of 256 KiB
+                # would cost four times as many hops between threads in a streamed response.
+                connection_data_block_size=READ_CHUNK_SIZE,
             )
         except ValueError as exc:
             raise StorageError(f"azure: the connection string is not valid: {exc}") from exc
@@ -125,6 +126,8 @@ class AzureBlobStorage(StorageAdapter):
         stream: Source,
         size: int | None = None,
         content_type: str | None = None,
+        *,
+        sha256: str | None = None,  # no use here: see StorageAdapter.put
     ) -> ObjectInfo:
         from azure.core.exceptions import AzureError
         from azure.storage.blob import BlobBlock, ContentSettings
@@ -136,7 +139,8 @@ class AzureBlobStorage(StorageAdapter):
         block_size = self._block_size
         if size is not None and size > block_size * MAX_BLOCKS:
             block_size = min(math.ceil(size / MAX_BLOCKS), MAX_BLOCK_SIZE)
-        blocks = blocks_as_bytes(iter_blocks(stream, block_size))  # the SDK sends bytes only
+        chunks = exact_length(iter_source(stream), size, f"azure: {key!r}")
+        blocks = blocks_as_bytes(iter_blocks(chunks, block_size))  # the SDK sends bytes only
         head = [block for _, block in zip(range(2), blocks, strict=False)]
         try:
             if len(head) < 2:
@@ -191,14 +195,14 @@ class AzureBlobStorage(StorageAdapter):
         return self._info(key, properties)
 
     def get(self, key: str, byte_range: ByteRange | None = None) -> ObjectStream:
-        from azure.core import MatchConditions
-        from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+        from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+        from azure.storage.blob._generated.models import ModifiedAccessConditions
 
         key = validate_key(key)
         blob = self._container.get_blob_client(key)
-        arguments: dict[str, Any] = {"max_concurrency": 1}
         start, length = 0, None
         measured: ObjectInfo | None = None
+        arguments: dict[str, Any] = {}
         if byte_range is not None:
             # Resolve against the real size so every backend answers a range past the end
             # alike; the etag condition pins the read to the version we measured.
@@ -206,24 +210,43 @@ class AzureBlobStorage(StorageAdapter):
             start, end = resolve_range(byte_range, measured.size)  # type: ignore[misc]
             length = end - start + 1
             arguments.update(
-                offset=start,
-                length=length,
-                etag=f'"{measured.etag}"',
-                match_condition=MatchConditions.IfNotModified,
+                range=f"bytes={start}-{end}",
+                modified_access_conditions=ModifiedAccessConditions(if_match=f'"{measured.etag}"'),
             )
+        # One Get Blob request whose body streams as it is read, as a direct download does.
+        # The SDK's `download_blob` instead reads a blob as a series of ranged requests, each
+        # read whole into memory before the next starts: one round trip and one request's
+        # overhead per chunk, which made proxied downloads from Azurite 3-4 times slower than
+        # a direct one. This is the operation `download_blob` itself sends, through the same
+        # pipeline (authentication, retries of the request, API version).
         try:
-            downloader = blob.download_blob(**arguments)
-        except (ResourceNotFoundError, ResourceModifiedError):
+            response, body, headers = blob._client.blob.download(
+                cls=lambda response, body, headers: (response.http_response, body, headers),
+                **arguments,
+            )
+        except ResourceNotFoundError:
             raise ObjectNotFound(key) from None
+        except HttpResponseError as exc:
+            if exc.status_code == 412:  # the object changed since we measured it
+                raise ObjectNotFound(key) from None
+            raise self._error(f"cannot read {key!r}", exc) from exc
         except AzureError as exc:
             raise self._error(f"cannot read {key!r}", exc) from exc
-        # A ranged download's properties describe the range; the object is what we measured.
-        info = measured or self._info(key, downloader.properties)
+        # A ranged response describes the range; the object is what we measured.
+        info = measured or ObjectInfo(
+            key=key,
+            size=int(headers["Content-Length"]),
+            etag=str(headers["ETag"]).strip('"'),
+            content_type=headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
+            modified=headers.get("Last-Modified"),
+        )
         return ObjectStream(
-            _translate_errors(downloader.chunks(), self, key),
+            _translate_errors(body, self, key),
             info,
             start=start,
             length=info.size if length is None else length,
+            # Releases the connection, also when the reader stops early.
+            on_close=response.internal_response.close,
         )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

@@ -254,6 +254,23 @@ def iter_source(source: Source, chunk_size: int = READ_CHUNK_SIZE) -> Iterator[b
                 yield bytes(chunk)
 
 
+def exact_length(chunks: Iterable[bytes], size: int | None, what: str) -> Iterator[bytes]:
+    """The chunks, passed on; when `size` is given, raises `StorageError` as soon as they add up
+    to more than `size` bytes, or at their end when they add up to fewer, so that the consuming
+    `put` discards the upload. None means any length."""
+    if size is None:
+        yield from chunks
+        return
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > size:
+            raise StorageError(f"{what}: the source has more than the declared {size} bytes")
+        yield chunk
+    if total != size:
+        raise StorageError(f"{what}: the source has {total} bytes, not the declared {size}")
+
+
 def iter_blocks(source: Source, block_size: int) -> Iterator[bytearray]:
     """Blocks of exactly `block_size` bytes (the last may be shorter), for part-wise uploads.
 
@@ -364,10 +381,17 @@ class StorageAdapter(abc.ABC):
         stream: Source,
         size: int | None = None,
         content_type: str | None = None,
+        *,
+        sha256: str | None = None,
     ) -> ObjectInfo:
         """Store the bytes of `stream` at `key`, replacing any object there, atomically.
 
-        `size`, when known, lets a backend pick its upload strategy; it is a hint, not a check.
+        `size`, when known, is the stream's exact length: it lets a backend pick its upload
+        strategy (S3 sends an object of known size as one streaming request), and a stream of
+        another length fails with `StorageError`, storing nothing. `sha256`, when known, is the
+        hex SHA-256 of the stream's bytes (an LFS object's oid): S3 signs its request with it
+        instead of hashing the body first (and S3 rejects a body that does not match it);
+        other backends ignore it. It does not replace the caller's own check of the content.
         Exceptions raised by `stream` propagate unchanged after the partial upload is discarded.
         """
 

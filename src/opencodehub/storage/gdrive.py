@@ -40,7 +40,9 @@ from opencodehub.storage.base import (
     StorageError,
     blocks_as_bytes,
     check_method,
+    exact_length,
     iter_blocks,
+    iter_source,
     resolve_range,
     span,
     validate_key,
@@ -220,6 +222,8 @@ class GoogleDriveStorage(StorageAdapter):
         stream: Source,
         size: int | None = None,
         content_type: str | None = None,
+        *,
+        sha256: str | None = None,  # no use here: see StorageAdapter.put
     ) -> ObjectInfo:
         key = validate_key(key)
         content_type = content_type or DEFAULT_CONTENT_TYPE
@@ -230,7 +234,8 @@ class GoogleDriveStorage(StorageAdapter):
         metadata: dict[str, Any] = {"mimeType": content_type}
         if file_id is None:
             metadata.update(name=key, parents=[self.folder_id])
-        blocks = blocks_as_bytes(iter_blocks(stream, self._chunk_size))  # httpx sends bytes
+        chunks = exact_length(iter_source(stream), size, f"gdrive: {key!r}")
+        blocks = blocks_as_bytes(iter_blocks(chunks, self._chunk_size))  # httpx sends bytes
         head = [block for _, block in zip(range(2), blocks, strict=False)]
         if len(head) < 2:
             item = self._upload_multipart(file_id, metadata, head.pop() if head else b"")

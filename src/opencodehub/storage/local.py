@@ -31,6 +31,7 @@ from opencodehub.storage.base import (
     Source,
     StorageAdapter,
     StorageError,
+    exact_length,
     iter_source,
     resolve_range,
     span,
@@ -83,6 +84,8 @@ class LocalStorage(StorageAdapter):
         stream: Source,
         size: int | None = None,
         content_type: str | None = None,
+        *,
+        sha256: str | None = None,  # no use here: see StorageAdapter.put
     ) -> ObjectInfo:
         target = self._path(key)
         temp_dir = self.root / TEMP_DIR
@@ -90,7 +93,8 @@ class LocalStorage(StorageAdapter):
         fd, temp_name = tempfile.mkstemp(dir=temp_dir, prefix="put-")
         try:
             with os.fdopen(fd, "wb", buffering=0) as handle:
-                for chunk in iter_source(stream, self._chunk_size):
+                chunks = iter_source(stream, self._chunk_size)
+                for chunk in exact_length(chunks, size, f"local: {key!r}"):
                     handle.write(chunk)
                 os.fsync(handle.fileno())
                 if content_type:

@@ -1,9 +1,22 @@
 """Any S3-compatible store (AWS S3, MinIO, Ceph RGW, Cloudflare R2, moto) through boto3.
 
-Small objects go up in one PutObject; an object larger than one part goes up as a multipart
-upload whose parts are read from the source one at a time, each as soon as a thread is free to
-send it, so memory holds `concurrency + 1` parts at most. A failed upload is aborted, which
-discards its parts: S3 never shows an object before CompleteMultipartUpload.
+Three ways up, by what the caller knows about the object:
+
+* **One part or less**: one PutObject of the bytes read into memory (at most one part).
+* **Known size, up to S3's 5 GiB single-request limit, and a payload hash to sign with**: one
+  streaming PutObject, the source flowing straight onto the socket (one source chunk in
+  memory). SigV4 signs a hash of the payload, which botocore would otherwise compute by reading
+  the body ahead of sending it, impossible for a stream: the caller's SHA-256 of the bytes (an
+  LFS object's oid is exactly that) is sent as `x-amz-content-sha256`, and S3 checks it against
+  what it received; over HTTPS without one, `UNSIGNED-PAYLOAD` (TLS protects the bytes). The
+  store has no parts to keep and join, and the app no part buffers.
+* **Otherwise** (unknown size, over 5 GiB, or plain HTTP without a hash): a multipart upload
+  whose parts are read from the source one at a time, each as soon as a thread is free to send
+  it, so memory holds `concurrency + 1` parts at most.
+
+A failed upload leaves nothing: a multipart upload is aborted, which discards its parts, and a
+streaming PutObject is cut short before its last byte (S3 stores nothing from a request whose
+body is incomplete). S3 never shows an object before the upload completes.
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +44,9 @@ from opencodehub.storage.base import (
     check_expires,
     check_method,
     drain_then,
+    exact_length,
     iter_blocks,
+    iter_source,
     resolve_range,
     upload_blocks_concurrently,
     validate_key,
@@ -39,8 +55,14 @@ from opencodehub.storage.base import (
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
+MAX_SINGLE_PUT_SIZE = 5 * 1024 * 1024 * 1024  # S3's limit for one PutObject
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+# The SigV4 signer for streaming PutObjects (registered with botocore below): S3's own, except
+# that it takes the payload hash from the body instead of reading the body to compute it.
+KNOWN_PAYLOAD_SIGNER = "och-s3v4-known-payload"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+_SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 class S3Storage(StorageAdapter):
@@ -91,6 +113,9 @@ class S3Storage(StorageAdapter):
             region_name=self.region,
         )
         self._client: Any = session.client("s3", endpoint_url=endpoint or None, config=config)
+        _register_known_payload_signer()
+        self._client.meta.events.register("choose-signer.s3.PutObject", _choose_put_signer)
+        self._https = (endpoint or "https://").lower().startswith("https://")
 
     # Helpers -----------------------------------------------------------------------------------
 
@@ -140,16 +165,43 @@ class S3Storage(StorageAdapter):
         stream: Source,
         size: int | None = None,
         content_type: str | None = None,
+        *,
+        sha256: str | None = None,
     ) -> ObjectInfo:
         from botocore.exceptions import BotoCoreError, ClientError
 
         key = validate_key(key)
         self._ensure_bucket()
         content_type = content_type or DEFAULT_CONTENT_TYPE
+        chunks = exact_length(iter_source(stream), size, f"s3: {key!r}")
+        payload_hash = self._payload_hash(sha256)
+        if (
+            size is not None
+            and self._part_size < size <= MAX_SINGLE_PUT_SIZE
+            and payload_hash is not None
+        ):
+            body = StreamingPayload(chunks, size, payload_hash)
+            try:
+                self._client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentLength=size,
+                    ContentType=content_type,
+                )
+            except Exception as exc:
+                # botocore wraps what the body raised (and then fails to rewind it for a
+                # retry): the source's own exception is the one to report.
+                if body.failure is not None:
+                    raise body.failure from None
+                if isinstance(exc, (BotoCoreError, ClientError)):
+                    raise self._error(f"cannot store {key!r}", exc) from exc
+                raise
+            return self.stat(key)
         part_size = self._part_size
         if size is not None and size > part_size * MAX_PARTS:
             part_size = math.ceil(size / MAX_PARTS)
-        blocks = iter_blocks(stream, part_size)
+        blocks = iter_blocks(chunks, part_size)
         head = list(itertools.islice(blocks, 2))
         try:
             if len(head) < 2:
@@ -162,6 +214,16 @@ class S3Storage(StorageAdapter):
             return self.stat(key)
         except (BotoCoreError, ClientError) as exc:
             raise self._error(f"cannot store {key!r}", exc) from exc
+
+    def _payload_hash(self, sha256: str | None) -> str | None:
+        """What a streaming PutObject signs as its payload hash, or None when it cannot be one:
+        the caller's SHA-256, else `UNSIGNED-PAYLOAD` over HTTPS (botocore insists on a real
+        hash over plain HTTP, and so do we)."""
+        if sha256 is not None:
+            if not _SHA256_RE.match(sha256):
+                raise ValueError("sha256 must be 64 lowercase hexadecimal digits")
+            return sha256
+        return UNSIGNED_PAYLOAD if self._https else None
 
     def _put_multipart(self, key: str, blocks: Iterator[bytearray], content_type: str) -> None:
         upload_id = self._client.create_multipart_upload(
@@ -299,6 +361,77 @@ class S3Storage(StorageAdapter):
 
     def close(self) -> None:
         self._client.close()
+
+
+class StreamingPayload:
+    """The body of one streaming PutObject: exactly `size` bytes from `chunks`, read by the HTTP
+    connection block by block, with the payload hash its request is signed with.
+
+    The bytes that complete the object are handed out only once the source is exhausted, so a
+    source that fails at its end (a checksum that does not match) or turns out longer than `size`
+    raises before S3 has the whole body: the request is cut short and nothing is stored. It
+    cannot be rewound, so a retry botocore attempts fails (`UnseekableStreamError`); `put` then
+    reports what the source raised, if it raised.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], size: int, payload_hash: str):
+        self._chunks = chunks
+        self._size = size
+        self._taken = 0  # bytes taken from the source so far
+        self._pending = memoryview(b"")
+        self.payload_hash = payload_hash
+        self.failure: BaseException | None = None  # what the source raised, to report as is
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, amount: int | None = -1) -> bytes:
+        if not self._pending:
+            try:
+                chunk = self._next_chunk()
+            except BaseException as exc:
+                self.failure = exc
+                raise
+            if chunk is None:
+                return b""
+            self._pending = memoryview(chunk)
+        if amount is None or amount < 0:
+            amount = len(self._pending)
+        piece, self._pending = self._pending[:amount], self._pending[amount:]
+        return bytes(piece)
+
+    def _next_chunk(self) -> bytes | None:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            return None
+        self._taken += len(chunk)
+        # The source is run to its end, its own checks included, before its last bytes go out.
+        if self._taken >= self._size and next(self._chunks, None) is not None:
+            raise StorageError(f"s3: the source has more than the declared {self._size} bytes")
+        return chunk
+
+
+def _register_known_payload_signer() -> None:
+    import botocore.auth
+
+    if KNOWN_PAYLOAD_SIGNER in botocore.auth.AUTH_TYPE_MAPS:
+        return
+
+    class KnownPayloadS3SigV4Auth(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
+        """S3's SigV4 signer, taking a `StreamingPayload`'s hash as given."""
+
+        def payload(self, request: Any) -> str:
+            if isinstance(request.body, StreamingPayload):
+                return request.body.payload_hash
+            return str(super().payload(request))
+
+    botocore.auth.AUTH_TYPE_MAPS[KNOWN_PAYLOAD_SIGNER] = KnownPayloadS3SigV4Auth
+
+
+def _choose_put_signer(signature_version: str, **_: Any) -> str | None:
+    """botocore's `choose-signer` hook for PutObject: the known-payload signer for a plain SigV4
+    request (it signs every other body as S3's does); presigned URLs keep theirs."""
+    return KNOWN_PAYLOAD_SIGNER if signature_version == "s3v4" else None
 
 
 def _error_code(exc: Exception) -> str:

@@ -11,6 +11,7 @@ instance secret for this purpose only.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -28,16 +29,17 @@ _PURPOSE = "storage-url"
 
 
 class AppURLSigner:
-    def __init__(self, secret: bytes, base_url: str):
+    def __init__(self, secret: bytes, base_url: str, clock: Callable[[], float] = time.time):
         if not secret:
             raise ValueError("an app URL signer needs the instance secret")
         self._secret = secret
         self.base_url = base_url.rstrip("/")
+        self._clock = clock  # seconds since the epoch; tests move it
 
     def sign(self, key: str, method: SignedMethod, expires: int) -> SignedURL:
         key = validate_key(key)
         method = check_method(method)
-        expires_at = int(time.time()) + check_expires(expires)
+        expires_at = int(self._clock()) + check_expires(expires)
         signature = crypto.sign(self._secret, _PURPOSE, _message(method, key, expires_at))
         url = (
             f"{self.base_url}{URL_PREFIX}{quote(key, safe='/')}"
@@ -51,7 +53,7 @@ class AppURLSigner:
             method = "GET"
         if method not in ("GET", "PUT") or not expires_at.isdigit() or len(expires_at) > 12:
             return False
-        if int(expires_at) < time.time():
+        if int(expires_at) < self._clock():
             return False
         return crypto.verify(
             self._secret, _PURPOSE, _message(method, key, int(expires_at)), signature
