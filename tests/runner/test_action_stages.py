@@ -295,3 +295,30 @@ def test_ports_and_volumes_are_validated() -> None:
     for entry, message in refused.items():
         with pytest.raises(ExecutorError, match=re.escape(message)):
             parse_volumes([entry], "container", False)
+
+
+def test_an_action_inside_a_composite_runs_its_post_but_not_its_pre(tmp_path: Path) -> None:
+    # As on GitHub (actions/runner#1478): `pre` runs only for actions the job uses directly;
+    # an action used by a composite action's step gets its main and its `post`.
+    action, files = _node_action("N", pre="pre.js", post="post.js")
+    _cached_action(tmp_path, "acme/n", action, files)
+    composite = {
+        "runs": {
+            "using": "composite",
+            "steps": [{"uses": "acme/n@v1", "with": {"who": "nested"}}],
+        }
+    }
+    _cached_action(tmp_path, "acme/comp", composite, {})
+    ran = run(
+        """
+        steps:
+          - uses: acme/comp@v1
+        """,
+        tmp_path,
+        server_url=SERVER,
+    )
+    assert ran.result.result == "success", ran.text
+    assert _names(ran) == ["Run acme/comp@v1", "Post Run acme/n@v1"]
+    assert not any(line.startswith("pre N") for line in ran.reporter.lines)
+    assert "main N state=-" in ran.reporter.step_lines(0)
+    assert "post N token=- main=nested" in ran.reporter.step_lines(1)

@@ -143,7 +143,6 @@ def test_docker_job_with_service(tmp_path: Path, podman_host: str) -> None:
     )
     assert ran.outcomes[:2] == [("success", "success")] * 2, ran.text
     assert "Service web is healthy" in ran.reporter.lines
-    assert "Service web: option --cpus is not supported and was ignored" in ran.reporter.lines
     assert "in container tail -f /dev/null " in ran.reporter.step_lines(0)
     assert "service said hello-from-service" in ran.reporter.step_lines(1)
     assert ran.outcomes[3] == ("failure", "success")

@@ -509,6 +509,18 @@ def create_run(
             run.cancel_in_progress = bool(cancel)
         except ExpressionError as exc:
             return _fail_run(session, settings, run, f"{workflow.path}: concurrency: {exc}")
+    return _start_jobs(session, settings, run, workflow, contexts)
+
+
+def _start_jobs(
+    session: Session,
+    settings: Settings,
+    run: WorkflowRun,
+    workflow: Any,
+    contexts: dict[str, Any],
+) -> WorkflowRun:
+    """Add the jobs of a new run (or of a new attempt) and move it: it waits behind its
+    concurrency group, or its first jobs are queued. A job that cannot be made fails the run."""
     try:
         jobs = _job_rows(
             settings,
@@ -647,18 +659,78 @@ def _inner_prefix(call: WorkflowJob, jobs: Sequence[WorkflowJob]) -> str:
     return f"{call.job_key}#{call.id}/" if siblings > 1 else f"{call.job_key}/"
 
 
+@dataclass(frozen=True)
+class _PreparedCall:
+    """A call row's evaluated `with:` and `secrets:`, and the group that governs the call."""
+
+    called: Any
+    inputs: dict[str, Any]
+    secrets: dict[str, str]
+    concurrency: Any  # the raw `concurrency:` that applies, or None
+    concurrency_contexts: dict[str, Any]
+
+
+def _prepare_call(
+    session: Session,
+    settings: Settings,
+    run: WorkflowRun,
+    call: WorkflowJob,
+    contexts: dict[str, Any],
+) -> _PreparedCall:
+    """Evaluate a call row's `with:` and `secrets:` and check them against the called
+    workflow (ValueError or ExpressionError when they do not fit).
+
+    The call's jobs are one unit under a concurrency group, as on GitHub: the calling job's
+    own `concurrency:` (evaluated in the caller's contexts), or else the called workflow's
+    top-level `concurrency:`, which GitHub applies as a job-level group of the calling job
+    (evaluated in the called workflow's contexts: its `inputs`)."""
+    from opencodehub.actions.expressions import to_string
+
+    call_info = reusable.calls_of(run.workflow_data or {}).get(reusable.call_path(call.job_key))
+    definition = _definition(run, call.job_key)
+    if not call_info:
+        raise ValueError("the called workflow is missing from the run")
+    called = reusable.parse_data(str(call_info["label"]), call_info["data"])
+    spec = called.call
+    with_ = definition.get("with") or {}
+    inputs: dict[str, Any] = {}
+    for name, item in spec.inputs.items():
+        given = name in with_
+        value = _evaluate(with_[name], contexts) if given else None
+        if not given and isinstance(item.default, str) and "${{" in item.default:
+            value, given = _evaluate(item.default, contexts), True
+        inputs[name] = item.coerce(value, given)
+    parent_secrets = _job_secrets(session, settings, run, call.job_key)
+    raw_secrets = definition.get("secrets")
+    if raw_secrets == "inherit":
+        secrets = dict(parent_secrets)
+    else:
+        scope = {**contexts, "secrets": parent_secrets}
+        secrets = {
+            str(name): to_string(_evaluate(expr, scope))
+            for name, expr in (raw_secrets or {}).items()
+        }
+    missing = [n for n, required in spec.secrets.items() if required and not secrets.get(n)]
+    if missing:
+        raise ValueError(f"secret '{missing[0]}' of '{call_info['label']}' is required")
+    secrets.pop("GITHUB_TOKEN", None)
+    concurrency, concurrency_contexts = definition.get("concurrency"), contexts
+    if concurrency is None:
+        concurrency = (call_info.get("data") or {}).get("concurrency")
+        concurrency_contexts = {**_base_contexts(session, settings, run), "inputs": inputs}
+    return _PreparedCall(called, inputs, secrets, concurrency, concurrency_contexts)
+
+
 def _expand_call(
     session: Session,
     settings: Settings,
     run: WorkflowRun,
     call: WorkflowJob,
     jobs: list[WorkflowJob],
-    contexts: dict[str, Any],
+    prepared: _PreparedCall,
 ) -> None:
-    """A call row whose needs are done and whose `if` holds: evaluate its `with:` and
-    `secrets:`, check them against the called workflow, and add the called jobs."""
-    from opencodehub.actions.expressions import ExpressionError, to_string
-
+    """A call row whose needs are done, whose `if` holds and whose group lets it start: keep
+    its inputs and secrets on it and add the called jobs."""
     now = utcnow()
     # A compare-and-set, so that two workers advancing the run add the called jobs once.
     taken = session.execute(
@@ -675,51 +747,22 @@ def _expand_call(
         session.refresh(call)
         return
     call.started_at = now
-    call_info = reusable.calls_of(run.workflow_data or {}).get(reusable.call_path(call.job_key))
-    definition = _definition(run, call.job_key)
-    where = f"job '{call.name}'"
+    call.outputs = {
+        reusable.CALL_FRAME: reusable.encrypt_frame(settings, prepared.inputs, prepared.secrets)
+    }
     try:
-        if not call_info:
-            raise ValueError("the called workflow is missing from the run")
-        called = reusable.parse_data(str(call_info["label"]), call_info["data"])
-        spec = called.call
-        with_ = definition.get("with") or {}
-        inputs: dict[str, Any] = {}
-        for name, item in spec.inputs.items():
-            given = name in with_
-            value = _evaluate(with_[name], contexts) if given else None
-            if not given and isinstance(item.default, str) and "${{" in item.default:
-                value, given = _evaluate(item.default, contexts), True
-            inputs[name] = item.coerce(value, given)
-        parent_secrets = _job_secrets(session, settings, run, call.job_key)
-        raw_secrets = definition.get("secrets")
-        if raw_secrets == "inherit":
-            secrets = dict(parent_secrets)
-        else:
-            scope = {**contexts, "secrets": parent_secrets}
-            secrets = {
-                str(name): to_string(_evaluate(expr, scope))
-                for name, expr in (raw_secrets or {}).items()
-            }
-        missing = [n for n, required in spec.secrets.items() if required and not secrets.get(n)]
-        if missing:
-            raise ValueError(f"secret '{missing[0]}' of '{call_info['label']}' is required")
-        secrets.pop("GITHUB_TOKEN", None)
-        call.outputs = {reusable.CALL_FRAME: reusable.encrypt_frame(settings, inputs, secrets)}
-        prefix = _inner_prefix(call, jobs)
-        inner_contexts = {**_base_contexts(session, settings, run), "inputs": inputs}
         rows = _job_rows(
             settings,
             run,
-            called,
-            inner_contexts,
-            prefix=prefix,
+            prepared.called,
+            {**_base_contexts(session, settings, run), "inputs": prepared.inputs},
+            prefix=_inner_prefix(call, jobs),
             name_prefix=f"{call.name} / ",
             existing=len(jobs),
             caller_permissions=dict(call.permissions or {}),
         )
-    except (ValueError, ExpressionError) as exc:
-        _finish_job(call, Conclusion.FAILURE, error=f"{where}: {exc}")
+    except ValueError as exc:
+        _finish_job(call, Conclusion.FAILURE, error=f"job '{call.name}': {exc}")
         session.flush()
         return
     session.add_all(rows)
@@ -758,7 +801,7 @@ def _settle_calls(
         direct = [job for job in inner if "/" not in job.job_key[len(prefix) :]]
         jobs_context = needs_context(direct, sorted({job.job_key for job in direct}))
         result = _combined([job.conclusion for job in inner]) if inner else "success"
-        conclusion = Conclusion(result)
+        conclusion = Conclusion.CANCELLED if call.cancel_requested else Conclusion(result)
         outputs: dict[str, Any] = {}
         error = None
         call_info = reusable.calls_of(data).get(reusable.call_path(call.job_key)) or {}
@@ -776,6 +819,9 @@ def _settle_calls(
         _finish_job(call, conclusion, error=error)
         call.outputs = {k: str(v)[: 1024 * 1024] for k, v in outputs.items()}
         changed = True
+        if call.concurrency_group:
+            session.flush()
+            _start_next_in_job_group(session, settings, call)
     if changed:
         session.flush()
     return changed
@@ -933,14 +979,23 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
                 _report_status(session, settings, run, job)
                 changed = True
                 continue
-            if reusable.is_call(run.workflow_data or {}, job.job_key):
-                _expand_call(session, settings, run, job, jobs, job_contexts)
-                changed = True
-                continue
             if not _within_max_parallel(run, job, jobs, job_contexts):
                 continue
+            concurrency, group_contexts = _definition(run, job.job_key).get("concurrency"), None
+            prepared = None
+            if reusable.is_call(run.workflow_data or {}, job.job_key):
+                try:
+                    prepared = _prepare_call(session, settings, run, job, job_contexts)
+                except (ValueError, ExpressionError) as exc:
+                    _finish_job(job, Conclusion.FAILURE, error=f"job '{job.name}': {exc}")
+                    session.flush()
+                    changed = True
+                    continue
+                concurrency, group_contexts = prepared.concurrency, prepared.concurrency_contexts
             try:
-                may_start = _job_concurrency_allows(session, settings, run, job, job_contexts)
+                may_start = _job_concurrency_allows(
+                    session, settings, run, job, concurrency, group_contexts or job_contexts
+                )
             except ExpressionError as exc:
                 _finish_job(job, Conclusion.FAILURE, error=f"concurrency: {exc}")
                 changed = True
@@ -949,6 +1004,10 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
                 changed = True
                 continue
             if not may_start:
+                continue
+            if prepared is not None:
+                _expand_call(session, settings, run, job, jobs, prepared)
+                changed = True
                 continue
             now = utcnow()
             job.status = JobStatus.QUEUED
@@ -963,17 +1022,20 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
 def _within_max_parallel(
     run: WorkflowRun, job: WorkflowJob, jobs: Sequence[WorkflowJob], contexts: dict[str, Any]
 ) -> bool:
-    """`strategy.max-parallel`: at most that many of a matrix's jobs queued or running."""
+    """`strategy.max-parallel`: at most that many of a matrix's jobs queued or running (for a
+    calling job: at most that many of its called workflows with jobs not done)."""
     limit = _max_parallel(run, job.job_key, contexts)
     if limit is None:
         return True
-    active = sum(
-        1
-        for other in jobs
-        if other.job_key == job.job_key
-        and other.status in (JobStatus.QUEUED, JobStatus.IN_PROGRESS)
-    )
+    active = sum(1 for other in jobs if other.job_key == job.job_key and _is_active(other))
     return active < limit
+
+
+def _is_active(job: WorkflowJob) -> bool:
+    """Queued or running: a call row runs from when its called jobs are added until it ends."""
+    if job.status == JobStatus.WAITING:
+        return job.started_at is not None
+    return job.status != JobStatus.COMPLETED
 
 
 def _max_parallel(run: WorkflowRun, job_key: str, contexts: dict[str, Any]) -> int | None:
@@ -995,15 +1057,15 @@ def _job_concurrency_allows(
     settings: Settings,
     run: WorkflowRun,
     job: WorkflowJob,
+    raw: Any,
     contexts: dict[str, Any],
 ) -> bool:
-    """A job's own `concurrency:`, across every run of the repository, as on GitHub: one job
-    of a group runs and one waits; a newer waiting job cancels the older waiting one, and
-    `cancel-in-progress` cancels the running one instead of waiting for it."""
+    """A job's own `concurrency:` (`raw`, evaluated in `contexts`), across every run of the
+    repository, as on GitHub: one job of a group runs and one waits; a newer waiting job
+    cancels the older waiting one, and `cancel-in-progress` cancels the running one instead
+    of waiting for it. A call row holds the group for all its called jobs."""
     from opencodehub.actions.expressions import interpolate
 
-    definition = _definition(run, job.job_key)
-    raw = definition.get("concurrency")
     if raw is None:
         return True
     if isinstance(raw, dict):
@@ -1029,7 +1091,7 @@ def _job_concurrency_allows(
     active = False
     touched: list[WorkflowRun] = []
     for other in others:
-        pending = other.status == JobStatus.WAITING
+        pending = not _is_active(other)
         if pending and other.id > job.id:
             # A newer job of the group already waits: this older one is superseded.
             _cancel_job(session, settings, run, job)
@@ -1056,6 +1118,7 @@ def _start_next_in_job_group(session: Session, settings: Settings, job: Workflow
             WorkflowJob.repository_id == job.repository_id,
             WorkflowJob.concurrency_group == job.concurrency_group,
             WorkflowJob.status == JobStatus.WAITING,
+            WorkflowJob.started_at.is_(None),
         )
         .order_by(WorkflowJob.id)
         .limit(1)
@@ -1544,6 +1607,15 @@ def _fail_fast(session: Session, settings: Settings, run: WorkflowRun, failed: W
 def _cancel_job(session: Session, settings: Settings, run: WorkflowRun, job: WorkflowJob) -> None:
     if job.status == JobStatus.IN_PROGRESS:
         job.cancel_requested = True
+    elif job.status == JobStatus.WAITING and job.started_at is not None:
+        # A call row whose called jobs were added ends once they have (see _settle_calls):
+        # until then it holds its concurrency group and its matrix's max-parallel slot.
+        job.cancel_requested = True
+        jobs = session.scalars(select(WorkflowJob).where(WorkflowJob.run_id == job.run_id)).all()
+        prefix = _inner_prefix(job, jobs)
+        for inner in jobs:
+            if inner.job_key.startswith(prefix) and inner.status != JobStatus.COMPLETED:
+                _cancel_job(session, settings, run, inner)
     elif job.status in (JobStatus.QUEUED, JobStatus.WAITING):
         was_queued = job.status == JobStatus.QUEUED
         _finish_job(job, Conclusion.CANCELLED)
@@ -1646,26 +1718,8 @@ def rerun(session: Session, settings: Settings, actor: Actor, run: WorkflowRun) 
     run.completed_at = None
     run.run_started_at = None
     run.triggering_actor_id = actor.user_id
-    workflow = _rebuild(run)
     contexts = _base_contexts(session, settings, run)
-    try:
-        new_jobs = _job_rows(
-            settings,
-            run,
-            workflow,
-            contexts,
-            prefix="",
-            name_prefix="",
-            existing=0,
-            caller_permissions=None,
-        )
-    except _JobsError as exc:
-        return _fail_run(session, settings, run, str(exc))
-    session.add_all(new_jobs)
-    session.flush()
-    _apply_concurrency(session, settings, run)
-    advance(session, settings, run)
-    return run
+    return _start_jobs(session, settings, run, _rebuild(run), contexts)
 
 
 def _rebuild(run: WorkflowRun) -> Any:

@@ -74,6 +74,14 @@ def run_command(
         str | None,
         typer.Option(envvar="DOCKER_HOST", help="Docker or Podman API for docker:// labels."),
     ] = None,
+    keep_action_images: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Images built for Dockerfile actions to keep, the most recently used "
+            "(default: the config file's action_images_keep, else 20).",
+        ),
+    ] = None,
     poll_wait: Annotated[float, typer.Option(hidden=True)] = 20.0,
 ) -> None:
     """Take jobs from the server and run them until stopped (SIGTERM or Ctrl-C)."""
@@ -89,7 +97,7 @@ def run_command(
         workdir.mkdir(parents=True, exist_ok=True)
     agent = Agent(
         loaded,
-        executor_options=loaded.executor_options(docker_host or None),
+        executor_options=loaded.executor_options(docker_host or None, keep_action_images),
         capacity=capacity,
         workdir=workdir,
         poll_wait=poll_wait,

@@ -39,9 +39,20 @@ class RunnerConfig(BaseModel):
     # Lets `container:`/`services:` `volumes` mount paths of the runner's host (`/srv:/data`).
     # Off by default: a job could then read or change the host's files; set it in the file.
     allow_host_mounts: bool = False
+    # How many images built for Dockerfile actions to keep (the most recently used); older
+    # ones no job uses are removed after a job.
+    action_images_keep: int = Field(default=20, ge=0)
 
-    def executor_options(self, docker_host: str | None = None) -> ExecutorOptions:
-        return ExecutorOptions(docker_host=docker_host, allow_host_mounts=self.allow_host_mounts)
+    def executor_options(
+        self, docker_host: str | None = None, action_images_keep: int | None = None
+    ) -> ExecutorOptions:
+        return ExecutorOptions(
+            docker_host=docker_host,
+            allow_host_mounts=self.allow_host_mounts,
+            action_images_keep=(
+                self.action_images_keep if action_images_keep is None else action_images_keep
+            ),
+        )
 
     def label_names(self) -> list[str]:
         return [parse_label(spec)[0] for spec in self.labels]

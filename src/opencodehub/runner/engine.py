@@ -333,6 +333,7 @@ class _JobRun:
                     container = {"image": container}
                 container = evaluate_value(container, pre_ctx) if container else None
                 services = evaluate_value(self.job.get("services") or {}, pre_ctx)
+                self.mask_credentials(container, services)
                 wf_env = self.evaluate_env(self.spec.workflow_env, pre_ctx, scope)
                 self.job_env = {
                     **wf_env,
@@ -389,6 +390,14 @@ class _JobRun:
                 except Exception as exc:
                     self.log(f"##[warning]clean-up failed: {exc}", None)
             self.log("Cleaning up", None)
+
+    def mask_credentials(self, container: Any, services: Any) -> None:
+        """The registry passwords of `container` and `services` never reach the log."""
+        entries = [container, *(services.values() if isinstance(services, dict) else [])]
+        for entry in entries:
+            credentials = entry.get("credentials") if isinstance(entry, dict) else None
+            if isinstance(credentials, dict) and credentials.get("password"):
+                self.masker.add(str(credentials["password"]))
 
     def job_outputs(self, scope: _Scope) -> dict[str, str]:
         outputs: dict[str, str] = {}

@@ -34,6 +34,9 @@ class ExecutorOptions:
     allow_host_mounts: bool = False
     # A container image for `host`-less labels when a job has no `container:`.
     default_image: str | None = None
+    # Images built for Dockerfile actions kept after a job (the most recently used); older
+    # ones not in use are removed.
+    action_images_keep: int = 20
     extra: dict[str, Any] = field(default_factory=dict)
 
 

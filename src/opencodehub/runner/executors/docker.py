@@ -16,7 +16,10 @@ import shlex
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,37 +49,227 @@ def _duration(text: str) -> float:
     return float(text)
 
 
-def _health_options(options: Any, log: OutputCallback, name: str) -> dict[str, Any] | None:
-    """The health check of a service's `options` (docker run flags); other flags are ignored."""
-    if not options:
-        return None
+# `options:` flags (docker run's) that take a value, by every spelling, and what they set.
+_VALUE_FLAGS = {
+    "--cpus": "cpus",
+    "--memory": "memory",
+    "-m": "memory",
+    "--env": "env",
+    "-e": "env",
+    "--user": "user",
+    "-u": "user",
+    "--hostname": "hostname",
+    "-h": "hostname",
+    "--network-alias": "alias",
+    "--net-alias": "alias",
+    "--cap-add": "cap_add",
+    "--workdir": "workdir",
+    "-w": "workdir",
+    "--volume": "volume",
+    "-v": "volume",
+    "--shm-size": "shm_size",
+    "--add-host": "add_host",
+    "--health-cmd": "health_cmd",
+    "--health-interval": "health_interval",
+    "--health-retries": "health_retries",
+    "--health-timeout": "health_timeout",
+    "--health-start-period": "health_start_period",
+    "--network": "network",
+    "--net": "network",
+}
+# Flags that would let a job reach past its container (the runner's host, its devices, its
+# processes or its network) or past the runner's limits: refused, with the reason.
+_REFUSED_FLAGS = {
+    "--privileged": "it gives the container every device and capability of the runner's host",
+    "--pid": "it shares a process namespace with the runner's host",
+    "--ipc": "it shares an IPC namespace with the runner's host",
+    "--uts": "it shares the runner's host name namespace",
+    "--userns": "it changes the container's user namespace",
+    "--cgroupns": "it changes the container's cgroup namespace",
+    "--cgroup-parent": "it moves the container out of the runner's cgroups",
+    "--device": "it exposes devices of the runner's host",
+    "--security-opt": "it weakens the container's confinement",
+    "--mount": "use 'volumes' (or --volume) instead",
+    "--ulimit": "the runner sets the container's limits",
+    "--pids-limit": "the runner sets the container's limits",
+    "--name": "the runner names the job's containers",
+    "--rm": "the runner removes the job's containers",
+}
+# Capabilities a job may not add: each is a way out of the container to the runner's host.
+_REFUSED_CAPABILITIES = {
+    "ALL", "SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO", "SYS_BOOT", "SYS_TIME", "SYS_PTRACE",
+    "MAC_ADMIN", "MAC_OVERRIDE", "DAC_READ_SEARCH", "BPF", "PERFMON", "SYSLOG",
+}  # fmt: skip
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([bkmgt]?)b?$", re.IGNORECASE)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CAPABILITY = re.compile(r"^(?:CAP_)?([A-Z_]+)$")
+
+
+def memory_bytes(text: str) -> int:
+    """Docker's memory sizes (`512m`, `1g`, `1.5GB`, `1048576`) in bytes."""
+    m = _MEMORY.match(text.strip())
+    if m is None:
+        raise ValueError(f"invalid memory size {text!r}")
+    factor = 1024 ** "bkmgt".index((m[2] or "b").lower())
+    return int(float(m[1]) * factor)
+
+
+@dataclass
+class ContainerOptions:
+    """A `container:`/`services:` entry's `options` mapped onto docker SDK arguments."""
+
+    create: dict[str, Any] = field(default_factory=dict)  # containers.run() keyword arguments
+    environment: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+    volumes: list[tuple[str, str, str]] = field(default_factory=list)
+    health: dict[str, Any] | None = None
+
+
+def parse_options(value: Any, what: str, runner: ExecutorOptions | None = None) -> ContainerOptions:
+    """`options:` (docker run flags) as SDK arguments: --cpus, --memory, --env, --user,
+    --hostname, --network-alias, --cap-add, --workdir, --volume, --shm-size, --add-host and
+    the --health-* flags. A flag that would reach past the container (--privileged,
+    --network host, a host path without allow_host_mounts…) or that is not supported is an
+    error naming it. CPU and memory never go above the runner's own limits."""
+    runner = runner or ExecutorOptions()
+    parsed = ContainerOptions()
+    if value is None or value == "":
+        return parsed
     try:
-        words = shlex.split(str(options))
-    except ValueError:
-        log(f"Service {name}: cannot parse options {options!r}")
-        return None
-    values: dict[str, str] = {}
+        words = shlex.split(str(value))
+    except ValueError as exc:
+        raise ExecutorError(f"{what}: cannot parse options {value!r}: {exc}") from None
+    values: list[tuple[str, str, str]] = []  # (flag as written, what it sets, value)
     i = 0
     while i < len(words):
         word = words[i]
-        key, eq, inline = word.partition("=")
-        if key in ("--health-cmd", "--health-interval", "--health-retries", "--health-timeout"):
-            if eq:
-                values[key] = inline
-            elif i + 1 < len(words):
-                values[key] = words[i + 1]
-                i += 1
-        elif word.startswith("-"):
-            log(f"Service {name}: option {key} is not supported and was ignored")
+        flag, eq, inline = word.partition("=") if word.startswith("--") else (word, "", "")
+        if not word.startswith("-") or word == "-":
+            raise ExecutorError(f"{what}: unexpected {word!r} in options (flags only)")
+        if flag in _REFUSED_FLAGS:
+            raise ExecutorError(f"{what}: option {flag} is not allowed: {_REFUSED_FLAGS[flag]}")
+        if not word.startswith("--") and len(word) > 2 and word[:2] in _VALUE_FLAGS:
+            flag, eq, inline = word[:2], "=", word[2:]  # `-eNAME=value`, `-m512m`
+        if flag not in _VALUE_FLAGS:
+            raise ExecutorError(
+                f"{what}: option {flag} is not supported (supported: "
+                + ", ".join(sorted(k for k in _VALUE_FLAGS if k.startswith("--")))
+                + ")"
+            )
+        if eq:
+            argument = inline
+        elif i + 1 < len(words):
+            i += 1
+            argument = words[i]
+        else:
+            raise ExecutorError(f"{what}: option {flag} needs a value")
+        values.append((flag, _VALUE_FLAGS[flag], argument))
         i += 1
-    if "--health-cmd" not in values:
+
+    health: dict[str, str] = {}
+    for flag, key, argument in values:
+        if key == "cpus":
+            try:
+                cpus = float(argument)
+            except ValueError:
+                raise ExecutorError(f"{what}: {flag} {argument!r} is not a number") from None
+            if not 0 < cpus <= 1024:
+                raise ExecutorError(f"{what}: {flag} {argument!r} is out of range")
+            if runner.cpus:
+                cpus = min(cpus, runner.cpus)
+            parsed.create["nano_cpus"] = int(cpus * 1e9)
+        elif key == "memory":
+            try:
+                size = memory_bytes(argument)
+            except ValueError as exc:
+                raise ExecutorError(f"{what}: {flag}: {exc}") from None
+            if size < 6 * 1024**2:
+                raise ExecutorError(f"{what}: {flag} {argument!r} is below 6 MiB")
+            if runner.memory:
+                size = min(size, memory_bytes(runner.memory))
+            parsed.create["mem_limit"] = size
+        elif key == "env":
+            name, has_value, text = argument.partition("=")
+            if not has_value or not _ENV_NAME.match(name):
+                raise ExecutorError(
+                    f"{what}: {flag} {argument!r} must be NAME=VALUE (the runner's own "
+                    "environment is not passed to jobs)"
+                )
+            parsed.environment[name] = text
+        elif key == "user":
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)?", argument):
+                raise ExecutorError(f"{what}: {flag} {argument!r} is not a user[:group]")
+            parsed.create["user"] = argument
+        elif key == "hostname":
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?", argument):
+                raise ExecutorError(f"{what}: {flag} {argument!r} is not a host name")
+            parsed.create["hostname"] = argument
+        elif key == "alias":
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,252})?", argument):
+                raise ExecutorError(f"{what}: {flag} {argument!r} is not a host name")
+            parsed.aliases.append(argument)
+        elif key == "cap_add":
+            m = _CAPABILITY.match(argument.strip().upper())
+            if m is None:
+                raise ExecutorError(f"{what}: {flag} {argument!r} is not a capability")
+            if m[1] in _REFUSED_CAPABILITIES:
+                raise ExecutorError(
+                    f"{what}: {flag} {m[1]} is not allowed: it lets a job reach the runner's host"
+                )
+            parsed.create.setdefault("cap_add", []).append(m[1])
+        elif key == "workdir":
+            if not argument.startswith("/") or ".." in argument.split("/"):
+                raise ExecutorError(f"{what}: {flag} {argument!r} must be an absolute path")
+            parsed.create["working_dir"] = argument
+        elif key == "volume":
+            parsed.volumes.extend(parse_volumes([argument], what, runner.allow_host_mounts))
+        elif key == "shm_size":
+            try:
+                parsed.create["shm_size"] = memory_bytes(argument)
+            except ValueError as exc:
+                raise ExecutorError(f"{what}: {flag}: {exc}") from None
+        elif key == "add_host":
+            host, sep, address = argument.partition(":")
+            if not sep or not host or not re.fullmatch(r"[0-9A-Fa-f.:\[\]]+", address):
+                raise ExecutorError(f"{what}: {flag} {argument!r} must be HOST:IP")
+            parsed.create.setdefault("extra_hosts", {})[host] = address.strip("[]")
+        elif key == "network":
+            reason = (
+                "it shares the runner's host network"
+                if argument == "host"
+                else "the job's containers share a network of their own"
+            )
+            raise ExecutorError(f"{what}: option {flag} {argument} is not allowed: {reason}")
+        else:  # --health-*
+            health[key] = argument
+    if health:
+        if "health_cmd" not in health:
+            raise ExecutorError(f"{what}: --health-* options need --health-cmd")
+        try:
+            interval = _duration(health.get("health_interval", "2s"))
+            retries = int(health.get("health_retries", "30"))
+        except ValueError:
+            raise ExecutorError(f"{what}: invalid health options") from None
+        parsed.health = {
+            "cmd": health["health_cmd"],
+            "interval": max(0.05, interval),
+            "retries": retries,
+        }
+    return parsed
+
+
+def registry_auth(value: Any, what: str) -> dict[str, str] | None:
+    """`credentials: {username, password}` as the SDK's `auth_config`; None when either is
+    empty (as on GitHub: a missing secret means no login, not an error)."""
+    if value is None:
         return None
-    try:
-        interval = _duration(values.get("--health-interval", "2s"))
-        retries = int(values.get("--health-retries", "30"))
-    except ValueError:
-        raise ExecutorError(f"service '{name}': invalid health options") from None
-    return {"cmd": values["--health-cmd"], "interval": max(0.05, interval), "retries": retries}
+    if not isinstance(value, dict):
+        raise ExecutorError(f"{what}: 'credentials' must be a mapping with username and password")
+    username = value.get("username")
+    password = value.get("password")
+    if not username or not password:
+        return None
+    return {"username": str(username), "password": str(password)}
 
 
 def _env_list(value: Any) -> dict[str, str]:
@@ -211,6 +404,82 @@ def context_digest(directory: Path, dockerfile: str) -> str:
 _build_locks: dict[str, threading.Lock] = {}
 _api_versions: dict[str, str] = {}
 _build_locks_guard = threading.Lock()
+# Action images (`och-action:<content hash>`): when this process last used each, and how many
+# of its running jobs hold each (a held image is never pruned).
+ACTION_IMAGE = "och-action"
+ACTION_LABEL = "org.opencodehub.action"
+_image_used_at: dict[str, float] = {}
+_image_holders: Counter[str] = Counter()
+_image_guard = threading.Lock()
+
+
+def _build_lock(tag: str) -> threading.Lock:
+    with _build_locks_guard:
+        return _build_locks.setdefault(tag, threading.Lock())
+
+
+def _created_at(image: Any) -> float:
+    """An image's creation time (seconds since the epoch); 0 when the engine does not say."""
+    created = image.attrs.get("Created")
+    if isinstance(created, int | float):
+        return float(created)
+    if isinstance(created, str) and created:
+        # RFC 3339 with up to nanoseconds (Podman): keep microseconds for fromisoformat.
+        text = re.sub(r"(\.\d{6})\d+", r"\1", created.replace("Z", "+00:00"))
+        text = re.sub(r"\s+[A-Z]{3,4}$", "", text)
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(text).timestamp()
+    return 0.0
+
+
+def _bare_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")
+
+
+def prune_action_images(client: Any, keep: int, log: OutputCallback | None = None) -> list[str]:
+    """Remove the built action images beyond the `keep` most recently used, never one in use:
+    held by a job of this runner, or the image of any container of the engine (another
+    runner's job, a stopped container). Last use is this process's record, else the image's
+    creation time. Returns the tags removed."""
+    import docker.errors
+
+    found: list[tuple[float, str, str, str]] = []  # (last use, tag as listed, our tag, id)
+    for image in client.images.list(filters={"label": f"{ACTION_LABEL}=1"}):
+        for listed in image.tags or []:
+            # Engines qualify the name: `localhost/…` (Podman), `docker.io/library/…`.
+            tag = listed.rsplit("/", 1)[-1]
+            if tag.startswith(f"{ACTION_IMAGE}:"):
+                with _image_guard:
+                    used = _image_used_at.get(tag)
+                found.append(
+                    (used if used is not None else _created_at(image), listed, tag, image.id)
+                )
+    if len(found) <= keep:
+        return []
+    found.sort(key=lambda item: item[0], reverse=True)
+    in_use = {_bare_id(str(c.get("ImageID") or "")) for c in client.api.containers(all=True) or []}
+    removed: list[str] = []
+    for _used, listed, tag, image_id in found[keep:]:
+        if _bare_id(image_id) in in_use:
+            continue
+        # Under the tag's build lock a job cannot be between finding the image and holding it.
+        with _build_lock(tag):
+            with _image_guard:
+                if _image_holders[tag]:
+                    continue
+            try:
+                client.images.remove(listed)
+            except docker.errors.DockerException as exc:
+                # In use after all (a container made meanwhile): it stays, as it should.
+                if log is not None:
+                    log(f"The action image {tag} was kept: {exc}")
+                continue
+            with _image_guard:
+                _image_used_at.pop(tag, None)
+        removed.append(tag)
+    if removed and log is not None:
+        log(f"Removed {len(removed)} action image(s) not used recently")
+    return removed
 
 
 class DockerExecutor:
@@ -229,6 +498,7 @@ class DockerExecutor:
         self.services_context: dict[str, Any] = {}
         self.volumes: dict[str, Any] = {}
         self._which: dict[tuple[str, str], str] = {}
+        self.held_images: set[str] = set()
         self._stopped = False
 
     # ---- set-up ----
@@ -272,7 +542,9 @@ class DockerExecutor:
             allow_host = self.options.allow_host_mounts
             job_ports = parse_ports(spec.get("ports"), "container")
             job_volumes = parse_volumes(spec.get("volumes"), "container", allow_host)
-            service_specs: dict[str, tuple[dict[str, Any], Any, Any]] = {}
+            job_options = parse_options(spec.get("options"), "container", self.options)
+            job_auth = registry_auth(spec.get("credentials"), "container")
+            service_specs: dict[str, tuple[dict[str, Any], Any, Any, ContainerOptions]] = {}
             for name, svc in (env.services or {}).items():
                 if not isinstance(svc, dict) or not svc.get("image"):
                     raise ExecutorError(f"service '{name}' needs an image")
@@ -281,28 +553,35 @@ class DockerExecutor:
                     svc,
                     parse_ports(svc.get("ports"), what),
                     parse_volumes(svc.get("volumes"), what, allow_host),
+                    parse_options(svc.get("options"), what, self.options),
                 )
+                # Checked before anything is created, like the rest.
+                registry_auth(svc.get("credentials"), what)
             self.network = self.client.networks.create(
                 f"och-job-{suffix}",
                 driver="bridge",
                 internal=not self.options.allow_network,
                 labels=labels,
             )
-            for name, (svc, ports, volumes) in service_specs.items():
+            for name, (svc, ports, volumes, options) in service_specs.items():
+                what = f"service '{name}'"
+                self._pull(svc["image"], registry_auth(svc.get("credentials"), what), env.log)
                 env.log(f"Starting service {name} ({svc['image']})")
                 container = self.client.containers.run(
                     svc["image"],
                     detach=True,
                     name=f"och-{name}-{suffix}",
-                    environment=_env_list(svc.get("env")),
+                    environment={**_env_list(svc.get("env")), **options.environment},
                     network=self.network.name,
                     networking_config={
-                        self.network.name: self.client.api.create_endpoint_config(aliases=[name])
+                        self.network.name: self.client.api.create_endpoint_config(
+                            aliases=[name, *options.aliases]
+                        )
                     },
                     labels=labels,
                     ports=ports or None,
-                    volumes=self._binds(volumes) or None,
-                    **self._limits(),
+                    volumes=self._binds([*volumes, *options.volumes]) or None,
+                    **{**self._limits(), **options.create},
                 )
                 container.reload()
                 networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
@@ -316,26 +595,36 @@ class DockerExecutor:
                     "network": self.network.name,
                     "ports": _published(container),
                 }
-                health = _health_options(svc.get("options"), env.log, name)
-                if health:
-                    self._wait_healthy(name, container, health, env.log)
-            mounts = [*self._job_mounts(), *self._binds(job_volumes)]
+                if options.health:
+                    self._wait_healthy(name, container, options.health, env.log)
+            mounts = [*self._job_mounts(), *self._binds([*job_volumes, *job_options.volumes])]
+            self._pull(image, job_auth, env.log)
             env.log(f"Starting job container ({image})")
+            create = {
+                "working_dir": str(self.workspace),
+                **self._limits(),
+                **job_options.create,
+                "extra_hosts": {**hosts, **job_options.create.get("extra_hosts", {})} or None,
+            }
+            if job_options.aliases:
+                create["networking_config"] = {
+                    self.network.name: self.client.api.create_endpoint_config(
+                        aliases=job_options.aliases
+                    )
+                }
             self.container = self.client.containers.run(
                 image,
                 entrypoint=["tail"],
                 command=["-f", "/dev/null"],
                 detach=True,
                 name=f"och-job-{suffix}",
-                environment=_env_list(spec.get("env")),
+                environment={**_env_list(spec.get("env")), **job_options.environment},
                 volumes=mounts,
                 network=self.network.name,
-                working_dir=str(self.workspace),
                 labels=labels,
-                extra_hosts=hosts or None,
                 tmpfs={"/tmp": f"rw,size={self.options.tmpfs_size}"},  # noqa: S108
                 ports=job_ports or None,
-                **self._limits(),
+                **create,
             )
             if job_ports:
                 self.container.reload()
@@ -353,6 +642,22 @@ class DockerExecutor:
         self.container_context = {"id": self.container.id, "network": self.network.name}
         if job_ports:
             self.container_context["ports"] = _published(self.container)
+
+    def _pull(self, image: str, auth: dict[str, str] | None, log: OutputCallback) -> None:
+        """With `credentials`, pull the image as that registry user first (as GitHub does);
+        without, the engine pulls a missing image itself when the container is created."""
+        import docker.errors
+
+        if auth is None:
+            return
+        log(f"Pulling {image} as {auth['username']}")
+        try:
+            self.client.images.pull(image, auth_config=auth)
+        except docker.errors.DockerException as exc:
+            explanation = getattr(exc, "explanation", None) or exc
+            raise ExecutorError(
+                f"cannot pull {image} with the given credentials: {explanation}"
+            ) from None
 
     def _job_mounts(self) -> list[str]:
         """The job's directory at the same path (the engine's paths are valid inside)."""
@@ -517,13 +822,12 @@ class DockerExecutor:
         directory's content, so a second use (by any job of this engine) reuses the image."""
         import docker.errors
 
-        tag = f"och-action:{context_digest(context, dockerfile)[:40]}"
-        with _build_locks_guard:
-            lock = _build_locks.setdefault(tag, threading.Lock())
-        with lock:
+        tag = f"{ACTION_IMAGE}:{context_digest(context, dockerfile)[:40]}"
+        with _build_lock(tag):
             try:
                 self.client.images.get(tag)
                 log(f"Using the action's image {tag}, built before")
+                self._hold(tag)
                 return tag
             except docker.errors.ImageNotFound:
                 pass
@@ -538,7 +842,7 @@ class DockerExecutor:
                     pull=False,
                     decode=True,
                     network_mode=None if self.options.allow_network else "none",
-                    labels={"org.opencodehub.action": "1"},
+                    labels={ACTION_LABEL: "1"},
                 ):
                     if "error" in item:
                         detail = (item.get("errorDetail") or {}).get("message") or item["error"]
@@ -554,7 +858,27 @@ class DockerExecutor:
                 self.client.images.get(tag)
             except docker.errors.ImageNotFound:
                 raise ExecutorError("the action's image failed to build") from None
+            self._hold(tag)
         return tag
+
+    def _hold(self, tag: str) -> None:
+        """The job uses the action image `tag`: it is not pruned before the job ends."""
+        with _image_guard:
+            _image_used_at[tag] = time.time()
+            if tag not in self.held_images:
+                self.held_images.add(tag)
+                _image_holders[tag] += 1
+
+    def _release_images(self) -> bool:
+        """Let go of the job's action images; True when it used any."""
+        with _image_guard:
+            for tag in self.held_images:
+                _image_holders[tag] -= 1
+                if _image_holders[tag] <= 0:
+                    del _image_holders[tag]
+            used = bool(self.held_images)
+            self.held_images.clear()
+        return used
 
     def run_image(
         self,
@@ -669,5 +993,9 @@ class DockerExecutor:
         if self.network is not None:
             with contextlib.suppress(Exception):
                 self.network.remove()
+        if self._release_images() and self.client is not None:
+            # Only a job that used action images can have added one: prune after those.
+            with contextlib.suppress(Exception):
+                prune_action_images(self.client, max(0, self.options.action_images_keep))
         if self.client is not None:
             self.client.close()

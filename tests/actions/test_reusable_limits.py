@@ -1,0 +1,240 @@
+"""Reusable workflows under the scheduler's limits, as on GitHub: a calling job's
+`concurrency:` holds its group for all the called workflow's jobs (one unit, the group
+evaluated in the caller's contexts), a calling job's `strategy.max-parallel` bounds how many
+of its matrix's called workflows run at once, and a called workflow's top-level
+`concurrency:` is a job-level group of the calling job (evaluated with the call's inputs)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from opencodehub.actions.models import Conclusion, JobStatus, WorkflowJob
+from tests.actions.conftest import Project
+from tests.actions.test_job_limits import _finish, _take
+from tests.actions.test_runs import _runner
+
+CALLED = """
+on:
+  workflow_call:
+    inputs:
+      target:
+        type: string
+        default: staging
+jobs:
+  one:
+    runs-on: ubuntu-latest
+    steps: [{run: echo one}]
+  two:
+    needs: one
+    runs-on: ubuntu-latest
+    steps: [{run: echo two}]
+"""
+
+CALLER = """
+name: Deploy
+on: push
+jobs:
+  deploy:
+    concurrency: deploy-${{ github.workflow }}-${{ github.ref }}
+    uses: ./.github/workflows/called.yml
+"""
+
+
+def _jobs(project: Project, run_id: int) -> dict[str, WorkflowJob]:
+    """The run's rows by name (a matrix's rows by name and combination)."""
+    with project.db.session() as session:
+        rows = session.scalars(
+            select(WorkflowJob).where(WorkflowJob.run_id == run_id).order_by(WorkflowJob.id)
+        ).all()
+        for row in rows:
+            session.expunge(row)
+        return {row.name: row for row in rows}
+
+
+def _state(project: Project, run_id: int) -> dict[str, tuple[str, str | None]]:
+    return {
+        name: (job.status.value, job.conclusion and job.conclusion.value)
+        for name, job in _jobs(project, run_id).items()
+    }
+
+
+def _take_one(project: Project, runner_id: int) -> int:
+    job_id = _take(project, runner_id)
+    assert job_id is not None, "no job was queued"
+    return job_id
+
+
+def test_a_calling_jobs_concurrency_holds_the_group_for_all_the_called_jobs(
+    project: Project,
+) -> None:
+    runner_id = _runner(project)
+    files = {".github/workflows/ci.yml": CALLER, ".github/workflows/called.yml": CALLED}
+    first = project.push(files)[0]
+    second = project.push({"a": "1"})[0]
+    third = project.push({"a": "2"})[0]
+    # The group is evaluated in the caller's contexts, and held by the call row.
+    assert _jobs(project, first)["deploy"].concurrency_group == "deploy-Deploy-refs/heads/main"
+    assert _state(project, first) == {
+        "deploy": ("waiting", None),
+        "deploy / one": ("queued", None),
+        "deploy / two": ("waiting", None),
+    }
+    # The second call waited (no called job was added) until a newer one replaced it.
+    assert _state(project, second) == {"deploy": ("completed", "cancelled")}
+    assert project.run(second).conclusion == Conclusion.CANCELLED
+    assert _state(project, third) == {"deploy": ("waiting", None)}
+
+    _finish(project, _take_one(project, runner_id))
+    # `one` is done but `two` is not: the unit still holds the group.
+    assert _state(project, third) == {"deploy": ("waiting", None)}
+    two = _take_one(project, runner_id)
+    assert two == _jobs(project, first)["deploy / two"].id
+    assert _state(project, third) == {"deploy": ("waiting", None)}
+    _finish(project, two)
+    assert project.run(first).conclusion == Conclusion.SUCCESS
+    # The group is free: the third run's called jobs are added now.
+    assert _state(project, third) == {
+        "deploy": ("waiting", None),
+        "deploy / one": ("queued", None),
+        "deploy / two": ("waiting", None),
+    }
+    _finish(project, _take_one(project, runner_id))
+    _finish(project, _take_one(project, runner_id))
+    assert project.run(third).conclusion == Conclusion.SUCCESS
+    assert _state(project, third)["deploy"] == ("completed", "success")
+
+
+def test_cancel_in_progress_on_a_calling_job_cancels_the_running_called_jobs(
+    project: Project,
+) -> None:
+    caller = CALLER.replace(
+        "concurrency: deploy-${{ github.workflow }}-${{ github.ref }}",
+        "concurrency:\n      group: deploy\n      cancel-in-progress: true",
+    )
+    runner_id = _runner(project)
+    files = {".github/workflows/ci.yml": caller, ".github/workflows/called.yml": CALLED}
+    first = project.push(files)[0]
+    running = _take_one(project, runner_id)
+    second = project.push({"a": "1"})[0]
+    # The running called job is told to stop; the rest of that call ends at once.
+    with project.db.session() as session:
+        job = session.get(WorkflowJob, running)
+        assert job is not None and job.cancel_requested
+    assert _state(project, first) == {
+        "deploy": ("waiting", None),
+        "deploy / one": ("in_progress", None),
+        "deploy / two": ("completed", "cancelled"),
+    }
+    # The new call waits until the runner acknowledges the cancellation.
+    assert _state(project, second) == {"deploy": ("waiting", None)}
+    _finish(project, running, "cancelled")
+    assert _state(project, first)["deploy"] == ("completed", "cancelled")
+    assert project.run(first).conclusion == Conclusion.CANCELLED
+    assert _state(project, second)["deploy / one"] == ("queued", None)
+
+
+MATRIX_CALLER = """
+on: push
+jobs:
+  deploy:
+    strategy:
+      max-parallel: 1
+      matrix:
+        target: [a, b, c]
+    uses: ./.github/workflows/called.yml
+    with:
+      target: ${{ matrix.target }}
+"""
+
+
+def test_max_parallel_on_a_calling_job_bounds_the_called_workflows_running_at_once(
+    project: Project,
+) -> None:
+    runner_id = _runner(project)
+    run_id = project.push(
+        {".github/workflows/ci.yml": MATRIX_CALLER, ".github/workflows/called.yml": CALLED}
+    )[0]
+    # One combination's workflow runs; the other call rows have no called jobs yet.
+    assert _state(project, run_id) == {
+        "deploy (a)": ("waiting", None),
+        "deploy (b)": ("waiting", None),
+        "deploy (c)": ("waiting", None),
+        "deploy (a) / one": ("queued", None),
+        "deploy (a) / two": ("waiting", None),
+    }
+    order: list[str] = []
+    for _ in range(6):
+        job_id = _take_one(project, runner_id)
+        # Never a job of a second combination while one combination's workflow runs.
+        assert _take(project, runner_id) is None
+        started = {
+            name.split(" / ")[0]
+            for name, job in _jobs(project, run_id).items()
+            if " / " in name and job.status != JobStatus.COMPLETED
+        }
+        assert len(started) == 1
+        order.extend(sorted(started))
+        _finish(project, job_id)
+    assert sorted(set(order)) == ["deploy (a)", "deploy (b)", "deploy (c)"]
+    assert project.run(run_id).conclusion == Conclusion.SUCCESS
+    assert {name: state for name, state in _state(project, run_id).items() if "/" not in name} == {
+        "deploy (a)": ("completed", "success"),
+        "deploy (b)": ("completed", "success"),
+        "deploy (c)": ("completed", "success"),
+    }
+
+
+CALLED_WITH_GROUP = CALLED.replace(
+    "jobs:\n",
+    "concurrency:\n  group: called-${{ inputs.target }}\n  cancel-in-progress: false\njobs:\n",
+    1,
+)
+
+
+def test_a_called_workflows_top_level_concurrency_governs_its_jobs_as_one_unit(
+    project: Project,
+) -> None:
+    caller = """
+name: Deploy
+on: push
+jobs:
+  prod:
+    uses: ./.github/workflows/called.yml
+    with:
+      target: production
+  other:
+    uses: ./.github/workflows/called.yml
+    with:
+      target: review
+"""
+    runner_id = _runner(project)
+    files = {".github/workflows/ci.yml": caller, ".github/workflows/called.yml": CALLED_WITH_GROUP}
+    first = project.push(files)[0]
+    second = project.push({"a": "1"})[0]
+    rows = _jobs(project, first)
+    # Evaluated with the call's inputs, and held by the calling job.
+    assert rows["prod"].concurrency_group == "called-production"
+    assert rows["other"].concurrency_group == "called-review"
+    assert rows["prod / one"].concurrency_group is None
+    # In the second run, each call waits behind the same call of the first run.
+    assert _state(project, second) == {"prod": ("waiting", None), "other": ("waiting", None)}
+    for _ in range(4):
+        _finish(project, _take_one(project, runner_id))
+    assert project.run(first).conclusion == Conclusion.SUCCESS
+    assert _state(project, second)["prod / one"] == ("queued", None)
+    assert _state(project, second)["other / one"] == ("queued", None)
+    for _ in range(4):
+        _finish(project, _take_one(project, runner_id))
+    assert project.run(second).conclusion == Conclusion.SUCCESS
+
+
+def test_the_calling_jobs_own_concurrency_wins_over_the_called_workflows(
+    project: Project,
+) -> None:
+    runner_id = _runner(project)
+    files = {".github/workflows/ci.yml": CALLER, ".github/workflows/called.yml": CALLED_WITH_GROUP}
+    first = project.push(files)[0]
+    assert _jobs(project, first)["deploy"].concurrency_group == "deploy-Deploy-refs/heads/main"
+    for _ in range(2):
+        _finish(project, _take_one(project, runner_id))
+    assert project.run(first).conclusion == Conclusion.SUCCESS
