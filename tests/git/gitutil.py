@@ -11,6 +11,7 @@ from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import User
 from opencodehub.config import Settings
 from opencodehub.db.engine import Database
+from opencodehub.git import heap
 from opencodehub.repos import service as repos
 from opencodehub.repos import store
 from opencodehub.repos.models import Repository, Visibility
@@ -111,3 +112,14 @@ def server_refs(settings: Settings, repository_id: int) -> dict[str, str]:
         for name in git_repo.references
         if name.startswith("refs/")
     }
+
+
+class CountingTrimmer(heap.HeapTrimmer):
+    """A heap trimmer that only counts the trims asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__(trim=lambda: None)
+        self.requests = 0
+
+    def request(self) -> None:
+        self.requests += 1

@@ -9,15 +9,7 @@ import time
 import pytest
 
 from opencodehub.git import heap
-
-
-class CountingTrimmer(heap.HeapTrimmer):
-    def __init__(self) -> None:
-        super().__init__(trim=lambda: None)
-        self.requests = 0
-
-    def request(self) -> None:
-        self.requests += 1
+from tests.git.gitutil import CountingTrimmer
 
 
 def test_meter_asks_for_a_trim_every_so_many_bytes() -> None:

@@ -35,6 +35,7 @@ from opencodehub.repos.models import (
 )
 from tests.conftest import PASSWORD, LiveServer
 from tests.git.gitutil import (
+    CountingTrimmer,
     commit,
     create_repo,
     fsck,
@@ -220,21 +221,12 @@ def test_large_file_push_and_clone(world: World) -> None:
     fsck(world.settings, repo.id, world.home)
 
 
-class _CountingTrimmer(heap.HeapTrimmer):
-    def __init__(self) -> None:
-        super().__init__(trim=lambda: None)
-        self.requests = 0
-
-    def request(self) -> None:
-        self.requests += 1
-
-
 def test_transfers_trim_the_heap_as_they_move(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A push's body and a clone's pack ask for a heap trim every TRIM_EVERY_BYTES moved (see
     `git/heap.py`), so that a long transfer cannot fault the heap's handed-back pages in."""
-    trimmer = _CountingTrimmer()
+    trimmer = CountingTrimmer()
     monkeypatch.setattr(heap, "HEAP_TRIMMER", trimmer)
     monkeypatch.setattr(heap, "TRIM_EVERY_BYTES", 1024 * 1024)
     create_repo(world.db, world.settings, world.alice, "trimmed")

@@ -36,7 +36,15 @@ from opencodehub.git.ssh_commands import INVALID_COMMAND, SHELL_REFUSAL
 from opencodehub.repos import store
 from opencodehub.repos.models import Collaborator, Repository, RepositoryRedirect
 from tests.conftest import free_port
-from tests.git.gitutil import commit, create_repo, fsck, git_env, run_git, server_refs
+from tests.git.gitutil import (
+    CountingTrimmer,
+    commit,
+    create_repo,
+    fsck,
+    git_env,
+    run_git,
+    server_refs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -934,15 +942,6 @@ def test_push_never_buffers_more_than_a_window_for_git(
     assert max(buffered) <= limit, f"{max(buffered)} bytes waited for git's stdin"
 
 
-class _CountingTrimmer(heap.HeapTrimmer):
-    def __init__(self) -> None:
-        super().__init__(trim=lambda: None)
-        self.requests = 0
-
-    def request(self) -> None:
-        self.requests += 1
-
-
 def test_transfers_trim_the_heap_as_they_move(
     world: World,
     live_server: object,
@@ -952,7 +951,7 @@ def test_transfers_trim_the_heap_as_they_move(
 ) -> None:
     """A push and a clone over SSH ask for a heap trim every TRIM_EVERY_BYTES moved (see
     `git/heap.py`), so that a long transfer cannot fault the heap's handed-back pages in."""
-    trimmer = _CountingTrimmer()
+    trimmer = CountingTrimmer()
     monkeypatch.setattr(heap, "HEAP_TRIMMER", trimmer)
     monkeypatch.setattr(heap, "TRIM_EVERY_BYTES", 1024 * 1024)
     client = world.alice_client

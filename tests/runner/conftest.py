@@ -20,9 +20,7 @@ from tests.runner.podman import (
     CACHE,
     SERVICE_IMAGE,
     TEST_IMAGE,
-    PodmanUnavailable,
-    start_podman,
-    stop_podman,
+    podman_service,
 )
 
 __all__ = ["JOBS", "SERVICE_IMAGE", "TEST_IMAGE", "RecordingReporter", "make_spec", "run"]
@@ -137,11 +135,5 @@ def _remove_job_dirs() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def podman_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Podman service with a Docker-compatible socket and the busybox test images."""
-    try:
-        proc, url = start_podman(tmp_path_factory.mktemp("podman"))
-    except PodmanUnavailable as exc:
-        pytest.fail(str(exc))
-    try:
+    with podman_service(tmp_path_factory.mktemp("podman")) as url:
         yield url
-    finally:
-        stop_podman(proc)

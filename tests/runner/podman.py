@@ -13,7 +13,10 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = REPO_ROOT / ".cache" / "runner-tests"
@@ -126,3 +129,17 @@ def stop_podman(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, 9)
     proc.wait()
+
+
+@contextlib.contextmanager
+def podman_service(base: Path) -> Iterator[str]:
+    """A Podman service under `base` for the block, as its Docker API URL; the test fails
+    (never skips) when Podman cannot run here."""
+    try:
+        proc, url = start_podman(base)
+    except PodmanUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield url
+    finally:
+        stop_podman(proc)

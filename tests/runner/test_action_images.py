@@ -12,7 +12,7 @@ import pytest
 
 from opencodehub.runner.executors.base import ExecutorOptions
 from opencodehub.runner.executors.docker import DockerExecutor
-from tests.runner.podman import TEST_IMAGE, PodmanUnavailable, start_podman, stop_podman
+from tests.runner.podman import TEST_IMAGE, podman_service
 
 
 @pytest.fixture
@@ -25,14 +25,8 @@ def own_podman(
         f'[storage]\ndriver = "vfs"\nrunroot = "{base}/run"\ngraphroot = "{base}/graph"\n'
     )
     monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(storage))
-    try:
-        proc, url = start_podman(base)
-    except PodmanUnavailable as exc:
-        pytest.fail(str(exc))
-    try:
+    with podman_service(base) as url:
         yield url
-    finally:
-        stop_podman(proc)
 
 
 def _context(base: Path, name: str) -> Path:
