@@ -161,9 +161,10 @@ async def run_server(settings: Settings, *, migrate: bool = True) -> None:
     trimmer = asyncio.create_task(trim_memory_forever(), name="malloc-trim")
     ssh_server = None
     if settings.ssh_enabled:
-        from opencodehub.git.ssh import start_ssh_server
+        from opencodehub.git.ssh_listener import SSHListener
 
-        ssh_server = await start_ssh_server(settings, database)
+        ssh_server = SSHListener(settings, database)
+        await ssh_server.start()
     _announce(settings)
     try:
         await asyncio.gather(*tasks)

@@ -31,8 +31,9 @@ from opencodehub.db.engine import Database
 from opencodehub.git import heap
 from opencodehub.git import process as git_process
 from opencodehub.git import ssh as ssh_module
-from opencodehub.git.ssh import host_keys_dir, start_ssh_server
+from opencodehub.git.ssh import host_keys_dir
 from opencodehub.git.ssh_commands import INVALID_COMMAND, SHELL_REFUSAL
+from opencodehub.git.ssh_listener import SSHListener
 from opencodehub.repos import store
 from opencodehub.repos.models import Collaborator, Repository, RepositoryRedirect
 from tests.conftest import free_port
@@ -75,24 +76,31 @@ class BackgroundLoop:
 
 
 class SSHServer:
+    """The SSH port as `opencodehub serve` opens it: asyncssh loads on the first connection."""
+
     def __init__(self, settings: Settings, database: Database) -> None:
         self.settings = settings
         self.database = database
         self.background = BackgroundLoop()
-        self.acceptor: asyncssh.SSHAcceptor | None = None
+        self.listener: SSHListener | None = None
 
     def start(self) -> None:
-        self.acceptor = self.background.run(start_ssh_server(self.settings, self.database))
+        async def start() -> SSHListener:
+            listener = SSHListener(self.settings, self.database)
+            await listener.start()
+            return listener
+
+        self.listener = self.background.run(start())
 
     def stop(self) -> None:
-        acceptor = self.acceptor
-        if acceptor is None:
+        listener = self.listener
+        if listener is None:
             return
-        self.acceptor = None
+        self.listener = None
 
         async def close() -> None:
-            acceptor.close()
-            await acceptor.wait_closed()
+            listener.close()
+            await listener.wait_closed()
 
         self.background.run(close())
 
@@ -1026,6 +1034,7 @@ def _scan_host_keys(port: int) -> set[str]:
 
 
 def test_host_keys_persist_across_restarts(ssh_server: SSHServer, settings: Settings) -> None:
+    before = _scan_host_keys(settings.ssh_port)  # the first connection creates them
     directory = host_keys_dir(settings)
     private_files = sorted(directory.glob("ssh_host_*_key"))
     assert [path.name for path in private_files] == ["ssh_host_ed25519_key", "ssh_host_rsa_key"]
@@ -1035,7 +1044,6 @@ def test_host_keys_persist_across_restarts(ssh_server: SSHServer, settings: Sett
     assert rsa.algorithm == b"ssh-rsa"
     assert rsa.pyca_key.key_size == 3072  # type: ignore[attr-defined]
 
-    before = _scan_host_keys(settings.ssh_port)
     assert {entry.split()[0] for entry in before} == {"ssh-ed25519", "ssh-rsa"}
     contents = {path: path.read_bytes() for path in private_files}
 

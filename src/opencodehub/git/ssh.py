@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import stat
 import tempfile
 import time
@@ -692,14 +693,18 @@ def _who(actor: Actor) -> dict[str, object]:
 # The server -------------------------------------------------------------------------------------
 
 
-async def start_ssh_server(settings: Settings, database: Database) -> asyncssh.SSHAcceptor:
-    """Listen on settings.ssh_host:settings.ssh_port; host keys come from `{data}/ssh`."""
+async def start_ssh_server(
+    settings: Settings, database: Database, *, sock: socket.socket | None = None
+) -> asyncssh.SSHAcceptor:
+    """Listen on settings.ssh_host:settings.ssh_port, or on `sock`, a socket already listening
+    (`git/ssh_listener.py`); host keys come from `{data}/ssh`."""
     host_keys = await asyncio.to_thread(load_or_create_host_keys, settings)
     gateway = _Gateway(settings, database)
     acceptor = await asyncssh.create_server(
         lambda: _GitSSHServer(gateway),
-        settings.ssh_host,
-        settings.ssh_port,
+        "" if sock else settings.ssh_host,
+        () if sock else settings.ssh_port,
+        sock=sock,
         server_host_keys=host_keys,
         server_version=SERVER_VERSION,
         public_key_auth=True,
@@ -717,7 +722,7 @@ async def start_ssh_server(settings: Settings, database: Database) -> asyncssh.S
         login_timeout=LOGIN_TIMEOUT_SECONDS,
         keepalive_interval=KEEPALIVE_INTERVAL_SECONDS,
         keepalive_count_max=KEEPALIVE_COUNT_MAX,
-        reuse_address=True,
+        reuse_address=None if sock else True,
     )
     log.info(
         "ssh server started",
