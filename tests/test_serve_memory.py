@@ -61,10 +61,15 @@ def test_release_memory_frees_dropped_repositories(tmp_path: Path) -> None:
         gc.enable()
 
 
-# Libraries a serving process loads only when a feature first needs them (each is 1-5 MB of
-# the idle process): image drawing, security keys, provider sign-in, markdown, QR codes, the
-# CLI's console rendering, and the HTTP client.
+# Libraries a serving process loads only when a feature first needs them (each is 1-11 MB of
+# the idle process): libgit2's bindings, the SSH server and its cryptography, token signing,
+# image drawing, security keys, provider sign-in, markdown, QR codes, the CLI's console
+# rendering, and the HTTP client.
 LOADED_ON_FIRST_USE = (
+    "pygit2",
+    "asyncssh",
+    "cryptography",
+    "jwt",
     "PIL",
     "webauthn",
     "httpx",
@@ -84,11 +89,29 @@ def test_starting_the_server_leaves_optional_libraries_unloaded(tmp_path: Path) 
         "import sys\n"
         "import opencodehub.cli\n"
         "from opencodehub.app import create_app\n"
+        "from opencodehub.core import lazy\n"
+        "from opencodehub.serve import tune_memory\n"
+        "tune_memory()\n"
         "create_app()\n"
-        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({LOADED_ON_FIRST_USE!r})))\n"
+        f"print(sorted(name for name in {LOADED_ON_FIRST_USE!r} if lazy.is_loaded(name)))\n"
     )
     env = {**os.environ, "OCH_DATA_DIR": str(tmp_path / "data")}
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_the_object_cache_bound_applies_when_libgit2_loads(tmp_path: Path) -> None:
+    script = (
+        "from opencodehub.core import lazy\n"
+        "from opencodehub.serve import GIT_OBJECT_CACHE_BYTES, tune_memory\n"
+        "tune_memory()\n"
+        "assert not lazy.is_loaded('pygit2')\n"
+        "import pygit2\n"
+        "print(pygit2.settings.cached_memory[1] == GIT_OBJECT_CACHE_BYTES)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "True", result.stderr

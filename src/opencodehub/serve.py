@@ -7,11 +7,13 @@ import contextlib
 import ctypes
 import ctypes.util
 import sys
+from types import ModuleType
 from typing import Any
 
 import uvicorn
 
 from opencodehub.config import Settings
+from opencodehub.core import lazy
 from opencodehub.core.logging import configure_logging, get_logger
 from opencodehub.db.engine import Database
 
@@ -46,11 +48,13 @@ def _libc() -> ctypes.CDLL | None:
     return libc
 
 
+def _bound_git_object_cache(pygit2: ModuleType) -> None:
+    pygit2.settings.cache_max_size(GIT_OBJECT_CACHE_BYTES)
+
+
 def tune_memory() -> None:
     """Bound libgit2's object cache and glibc's arena count; call before any thread starts."""
-    import pygit2
-
-    pygit2.settings.cache_max_size(GIT_OBJECT_CACHE_BYTES)
+    lazy.when_loaded("pygit2", _bound_git_object_cache)
     libc = _libc()
     if libc is not None:
         with contextlib.suppress(AttributeError):
@@ -69,10 +73,11 @@ def release_memory() -> None:
     asked to trim."""
     import gc
 
-    import pygit2
+    if lazy.is_loaded("pygit2"):
+        import pygit2
 
-    if pygit2.settings.cached_memory[0] > 0:
-        gc.collect()
+        if pygit2.settings.cached_memory[0] > 0:
+            gc.collect()
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)

@@ -15,8 +15,6 @@ import re
 import struct
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 # Longest accepted input: an RSA-16384 key with a long comment stays well below this.
 MAX_KEY_TEXT_LENGTH = 8192
 MIN_RSA_BITS = 2048
@@ -27,11 +25,12 @@ RSA = "ssh-rsa"
 SK_ED25519 = "sk-ssh-ed25519@openssh.com"
 SK_ECDSA_P256 = "sk-ecdsa-sha2-nistp256@openssh.com"
 
-# Key type -> (curve name inside the blob, uncompressed point length, cryptography curve).
-_ECDSA_CURVES: dict[str, tuple[str, int, ec.EllipticCurve]] = {
-    "ecdsa-sha2-nistp256": ("nistp256", 65, ec.SECP256R1()),
-    "ecdsa-sha2-nistp384": ("nistp384", 97, ec.SECP384R1()),
-    "ecdsa-sha2-nistp521": ("nistp521", 133, ec.SECP521R1()),
+# Key type -> (curve name inside the blob, uncompressed point length, cryptography's curve
+# class name; `cryptography` loads when a key is first checked, not with the app).
+_ECDSA_CURVES: dict[str, tuple[str, int, str]] = {
+    "ecdsa-sha2-nistp256": ("nistp256", 65, "SECP256R1"),
+    "ecdsa-sha2-nistp384": ("nistp384", 97, "SECP384R1"),
+    "ecdsa-sha2-nistp521": ("nistp521", 133, "SECP521R1"),
 }
 _CURVE_BITS = {"nistp256": 256, "nistp384": 384, "nistp521": 521}
 
@@ -186,14 +185,16 @@ def _check_blob(key_type: str, blob: bytes) -> int:
             raise InvalidKey(f"RSA keys must be at most {MAX_RSA_BITS} bits")
         return bits
     curve_key_type = "ecdsa-sha2-nistp256" if key_type == SK_ECDSA_P256 else key_type
-    curve_name, point_length, curve = _ECDSA_CURVES[curve_key_type]
+    curve_name, point_length, curve_class = _ECDSA_CURVES[curve_key_type]
     if reader.string() != curve_name.encode():
         raise InvalidKey("key type mismatch: the curve inside the key differs from its type")
     point = reader.string()
     if len(point) != point_length:
         raise InvalidKey("key data is malformed (wrong curve point length)")
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
-        ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
+        ec.EllipticCurvePublicKey.from_encoded_point(getattr(ec, curve_class)(), point)
     except ValueError as exc:
         raise InvalidKey("key data is malformed (the point is not on the curve)") from exc
     if key_type == SK_ECDSA_P256:

@@ -6,8 +6,13 @@ import base64
 import hashlib
 import hmac
 import secrets
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
+# `cryptography` is imported where it is used: an idle server that decrypts nothing need not
+# hold it (it and its OpenSSL bindings are several MB resident).
 
 
 def random_token(nbytes: int = 32) -> str:
@@ -45,6 +50,8 @@ def pkce_s256_challenge(verifier: str) -> str:
 
 
 def _fernet(secret: bytes) -> Fernet:
+    from cryptography.fernet import Fernet
+
     return Fernet(base64.urlsafe_b64encode(derive_key(secret, "encryption")))
 
 
@@ -53,6 +60,8 @@ def encrypt(secret: bytes, plaintext: str) -> str:
 
 
 def decrypt(secret: bytes, ciphertext: str) -> str:
+    from cryptography.fernet import InvalidToken
+
     try:
         return _fernet(secret).decrypt(ciphertext.encode()).decode()
     except InvalidToken as exc:

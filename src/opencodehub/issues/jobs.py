@@ -15,7 +15,6 @@ import contextlib
 from typing import Any
 
 import pygit2
-from pygit2.enums import SortMode
 from sqlalchemy import select
 
 from opencodehub.accounts.actor import Actor
@@ -47,7 +46,7 @@ def _pushed_messages(
     """(sha, message) of the commits `after` brings that `before` did not have, oldest first."""
     git_repo = store.open_repository(settings, repository_id)
     try:
-        walker = git_repo.walk(pygit2.Oid(hex=after), SortMode.TOPOLOGICAL)
+        walker = git_repo.walk(pygit2.Oid(hex=after), pygit2.enums.SortMode.TOPOLOGICAL)
         if not is_zero_sha(before):
             with contextlib.suppress(KeyError, ValueError, pygit2.GitError):
                 walker.hide(pygit2.Oid(hex=before))

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import SortMode
 
 from opencodehub.config import Settings
 from opencodehub.repos import store
@@ -135,7 +134,9 @@ def create_squash_commit(
 
 def commits_between(git: pygit2.Repository, base_sha: str, head_sha: str) -> list[pygit2.Commit]:
     """The commits of head that base lacks, oldest first (`git log base..head --reverse`)."""
-    walker = git.walk(pygit2.Oid(hex=head_sha), SortMode.TOPOLOGICAL | SortMode.REVERSE)
+    walker = git.walk(
+        pygit2.Oid(hex=head_sha), pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE
+    )
     walker.hide(pygit2.Oid(hex=base_sha))
     return list(walker)
 

@@ -50,7 +50,7 @@ from opencodehub.pulls.models import (
     PullRequestPush,
     RepositoryMergeSettings,
 )
-from opencodehub.repos import browse, forks, statuses, store
+from opencodehub.repos import browse, diffview, forks, statuses, store
 from opencodehub.repos import service as repos
 from opencodehub.repos.authz import authorize, can
 from opencodehub.repos.models import CommitState, Repository
@@ -1367,7 +1367,7 @@ def pull_files(
         if patch is None:
             continue
         delta = patch.delta
-        status = browse._STATUS_NAMES.get(pygit2.enums.DeltaStatus(delta.status), "modified")
+        status = diffview.file_status(delta)
         _, additions, deletions = patch.line_stats
         text: str | None = None
         if not delta.is_binary:

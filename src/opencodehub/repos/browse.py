@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import IO, Literal
 
 import pygit2
-from pygit2.enums import DeltaStatus, FileMode, ObjectType
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opencodehub.config import Settings
 from opencodehub.core.errors import Conflict, FieldError, Forbidden, NotFound, OCHError
-from opencodehub.repos import store
+from opencodehub.repos import diffview, store
 from opencodehub.repos.models import ProtectedBranch
 
 # Limits, as GitHub applies them.
@@ -576,15 +575,6 @@ def list_commits(
 
 # Diffs -----------------------------------------------------------------------------------------
 
-_STATUS_NAMES: dict[DeltaStatus, FileStatus] = {
-    DeltaStatus.ADDED: "added",
-    DeltaStatus.DELETED: "removed",
-    DeltaStatus.MODIFIED: "modified",
-    DeltaStatus.RENAMED: "renamed",
-    DeltaStatus.COPIED: "copied",
-    DeltaStatus.TYPECHANGE: "changed",
-}
-
 
 def _hunks_only(text: str) -> str:
     """GitHub's `patch` is the hunks, without the `diff --git`/`index`/`---`/`+++` header."""
@@ -611,7 +601,7 @@ def diff_trees(
         if patch is None:
             continue
         delta = patch.delta
-        status = _STATUS_NAMES.get(DeltaStatus(delta.status), "modified")
+        status = diffview.file_status(delta)
         _, additions, deletions = patch.line_stats
         text: str | None = None
         if not delta.is_binary:
@@ -745,11 +735,13 @@ def list_tags(repo: pygit2.Repository) -> list[TagInfo]:
     return tags
 
 
+# By git's object type numbers (fixed by the pack format; libgit2's `ObjectType` uses them), so
+# that naming them needs no libgit2 at import.
 _TYPE_NAMES: dict[int, Literal["commit", "tag", "tree", "blob"]] = {
-    ObjectType.COMMIT: "commit",
-    ObjectType.TAG: "tag",
-    ObjectType.TREE: "tree",
-    ObjectType.BLOB: "blob",
+    1: "commit",
+    2: "tree",
+    3: "blob",
+    4: "tag",
 }
 
 
@@ -824,9 +816,9 @@ def _tree_of(repo: pygit2.Repository, sha_or_ref: str) -> pygit2.Tree:
 
 
 def _entry_type(filemode: int) -> Literal["blob", "tree", "commit"]:
-    if filemode == FileMode.TREE:
+    if filemode == pygit2.enums.FileMode.TREE:
         return "tree"
-    if filemode == FileMode.COMMIT:
+    if filemode == pygit2.enums.FileMode.COMMIT:
         return "commit"
     return "blob"
 
@@ -941,7 +933,7 @@ def _walk_to(
     """The object at `path` and its file mode, descending only through real directories (never
     through a symlink or a submodule)."""
     current: pygit2.Object = root
-    mode = int(FileMode.TREE)
+    mode = int(pygit2.enums.FileMode.TREE)
     for part in path.split("/"):
         if not isinstance(current, pygit2.Tree):
             return None
@@ -950,7 +942,7 @@ def _walk_to(
         except KeyError:
             return None
         mode = int(entry.filemode)
-        if mode == FileMode.COMMIT:
+        if mode == pygit2.enums.FileMode.COMMIT:
             current = entry  # a gitlink: the commit is in another repository
             continue
         found = repo.get(entry.id)
@@ -1000,13 +992,13 @@ def _item(
 ) -> ContentItem:
     name = path.rsplit("/", 1)[-1]
     sha = str(obj.id)
-    if mode == FileMode.TREE:
+    if mode == pygit2.enums.FileMode.TREE:
         return ContentItem("dir", name, path, sha, 0)
-    if mode == FileMode.COMMIT:
+    if mode == pygit2.enums.FileMode.COMMIT:
         url = _submodule_urls(repo, root).get(path)
         return ContentItem("submodule", name, path, sha, 0, submodule_git_url=url)
     assert isinstance(obj, pygit2.Blob)
-    if mode == FileMode.LINK:
+    if mode == pygit2.enums.FileMode.LINK:
         return ContentItem(
             "symlink", name, path, sha, obj.size, target=_decode(obj.data), content=None
         )
@@ -1033,9 +1025,9 @@ def _directory_entries(
         name = _decode(entry.raw_name)
         path = f"{prefix}/{name}" if prefix else name
         mode = int(entry.filemode)
-        if mode == FileMode.TREE:
+        if mode == pygit2.enums.FileMode.TREE:
             entries.append(ContentItem("dir", name, path, str(entry.id), 0))
-        elif mode == FileMode.COMMIT:
+        elif mode == pygit2.enums.FileMode.COMMIT:
             if submodules is None:
                 submodules = _submodule_urls(repo, root)
             entries.append(
@@ -1049,7 +1041,7 @@ def _directory_entries(
                 )
             )
         else:
-            kind: ContentType = "symlink" if mode == FileMode.LINK else "file"
+            kind: ContentType = "symlink" if mode == pygit2.enums.FileMode.LINK else "file"
             entries.append(ContentItem(kind, name, path, str(entry.id), _blob_size(repo, entry.id)))
     return entries
 
@@ -1073,14 +1065,17 @@ def get_contents(
     if found is None:
         raise NotFound()
     obj, mode = found
-    if mode == FileMode.TREE:
+    if mode == pygit2.enums.FileMode.TREE:
         assert isinstance(obj, pygit2.Tree)
         return Contents(entries=_directory_entries(repo, root, clean, obj))
     item = _item(repo, root, clean, obj, mode, with_content=with_content)
     if item.type == "symlink" and item.target is not None:
         target_path = _symlink_target_path(clean, item.target)
         target = _walk_to(repo, root, target_path) if target_path else None
-        if target is not None and target[1] in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
+        if target is not None and target[1] in (
+            pygit2.enums.FileMode.BLOB,
+            pygit2.enums.FileMode.BLOB_EXECUTABLE,
+        ):
             assert target_path is not None
             return Contents(
                 item=_item(repo, root, target_path, target[0], target[1], with_content=with_content)
@@ -1099,14 +1094,19 @@ def find_readme(repo: pygit2.Repository, ref: str, directory: str | None = None)
         tree: pygit2.Object | None = root
         if place:
             found = _walk_to(repo, root, place)
-            tree = found[0] if found is not None and found[1] == FileMode.TREE else None
+            tree = (
+                found[0] if found is not None and found[1] == pygit2.enums.FileMode.TREE else None
+            )
         if not isinstance(tree, pygit2.Tree):
             continue
         candidates: list[tuple[int, str, pygit2.TreeEntry]] = []
         for entry in tree:
             name = _decode(entry.raw_name)
             lowered = name.lower()
-            if entry.filemode not in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
+            if entry.filemode not in (
+                pygit2.enums.FileMode.BLOB,
+                pygit2.enums.FileMode.BLOB_EXECUTABLE,
+            ):
                 continue
             if lowered == "readme.md":
                 candidates.append((0, lowered, entry))

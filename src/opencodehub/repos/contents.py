@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import FileMode
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import Actor
@@ -170,7 +169,7 @@ def _existing_entry(
             return None
         if index == len(parts) - 1:
             return entry
-        if entry.filemode != FileMode.TREE:
+        if entry.filemode != pygit2.enums.FileMode.TREE:
             raise ValidationFailed.invalid(
                 "Content", "path", f"{'/'.join(parts[: index + 1])} is not a directory"
             )
@@ -207,7 +206,7 @@ def _with_entry(
             if existing is not None:
                 builder.remove(name)
         else:
-            builder.insert(name, new_subtree, FileMode.TREE)
+            builder.insert(name, new_subtree, pygit2.enums.FileMode.TREE)
     if len(builder) == 0:
         return None
     return builder.write()
@@ -291,7 +290,7 @@ def _commit_change(
             raise NotFound(f"Branch {browse._shown(branch_name)} not found")
         root = tip.tree if tip is not None else None
         existing = _existing_entry(git_repo, root, change.parts)
-        if existing is not None and existing.filemode == FileMode.TREE:
+        if existing is not None and existing.filemode == pygit2.enums.FileMode.TREE:
             raise ValidationFailed.invalid("Content", "path", f"{path} is a directory")
         if existing is None:
             if change.blob is None:
@@ -306,9 +305,9 @@ def _commit_change(
 
         # An existing file keeps its executable bit; anything else becomes a regular file.
         mode = (
-            int(FileMode.BLOB_EXECUTABLE)
-            if existing is not None and existing.filemode == FileMode.BLOB_EXECUTABLE
-            else int(FileMode.BLOB)
+            int(pygit2.enums.FileMode.BLOB_EXECUTABLE)
+            if existing is not None and existing.filemode == pygit2.enums.FileMode.BLOB_EXECUTABLE
+            else int(pygit2.enums.FileMode.BLOB)
         )
         new_tree = _with_entry(
             git_repo, root, change.parts, (change.blob, mode) if change.blob is not None else None

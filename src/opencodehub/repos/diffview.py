@@ -18,7 +18,6 @@ from typing import Literal
 
 import pygit2
 from markupsafe import Markup, escape
-from pygit2.enums import DeltaStatus
 
 MAX_FILES = 300
 MAX_FILE_LINES = 3_000
@@ -32,14 +31,19 @@ _WORDS = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
 LineKind = Literal["context", "add", "del", "note"]
 FileStatus = Literal["added", "removed", "modified", "renamed", "copied", "changed"]
 
-_STATUS: dict[int, FileStatus] = {
-    int(DeltaStatus.ADDED): "added",
-    int(DeltaStatus.DELETED): "removed",
-    int(DeltaStatus.MODIFIED): "modified",
-    int(DeltaStatus.RENAMED): "renamed",
-    int(DeltaStatus.COPIED): "copied",
-    int(DeltaStatus.TYPECHANGE): "changed",
+# GitHub's names for a changed file's status, by libgit2's one-letter code (`--name-status`).
+_STATUS: dict[str, FileStatus] = {
+    "A": "added",
+    "D": "removed",
+    "M": "modified",
+    "R": "renamed",
+    "C": "copied",
+    "T": "changed",
 }
+
+
+def file_status(delta: pygit2.DiffDelta) -> FileStatus:
+    return _STATUS.get(delta.status_char(), "modified")
 
 
 @dataclass(slots=True)
@@ -219,7 +223,7 @@ def _hunks(patch: pygit2.Patch, limit: int) -> tuple[list[Hunk], int]:
 
 
 def _file(index: int, delta: pygit2.DiffDelta) -> FileDiff:
-    status = _STATUS.get(int(delta.status), "modified")
+    status = file_status(delta)
     removed = status == "removed"
     path = _decode(delta.old_file.raw_path if removed else delta.new_file.raw_path)
     old_path = _decode(delta.old_file.raw_path) if status in ("renamed", "copied") else None

@@ -30,7 +30,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import FileMode
 
 from opencodehub.config import Settings
 from opencodehub.core.logging import get_logger
@@ -128,7 +127,7 @@ def _directory_tree(
         entry = commit.tree[directory]
     except KeyError:
         return None
-    if entry.filemode != FileMode.TREE:
+    if entry.filemode != pygit2.enums.FileMode.TREE:
         return None
     found = repo.get(entry.id)
     return found if isinstance(found, pygit2.Tree) else None
@@ -141,7 +140,7 @@ def _directory_id(commit: pygit2.Commit, directory: str) -> pygit2.Oid | None:
         entry = commit.tree[directory]
     except KeyError:
         return None
-    return entry.id if entry.filemode == FileMode.TREE else None
+    return entry.id if entry.filemode == pygit2.enums.FileMode.TREE else None
 
 
 def _entry_id(tree: pygit2.Tree | None, name: str) -> tuple[pygit2.Oid, int] | None:

@@ -20,7 +20,6 @@ import pygit2
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from markupsafe import Markup
-from pygit2.enums import FileMode
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import Actor
@@ -121,12 +120,12 @@ def resolve_target(git: pygit2.Repository, rest: str) -> Target:
 
 def _object_at(git: pygit2.Repository, commit: pygit2.Commit, path: str) -> tuple[Any, int]:
     if not path:
-        return commit.tree, int(FileMode.TREE)
+        return commit.tree, int(pygit2.enums.FileMode.TREE)
     try:
         entry = commit.tree[path]
     except KeyError as exc:
         raise NotFound() from exc
-    if entry.filemode == FileMode.COMMIT:
+    if entry.filemode == pygit2.enums.FileMode.COMMIT:
         return entry, int(entry.filemode)
     found = git.get(entry.id)
     if found is None:
@@ -225,9 +224,9 @@ def _entries(git: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> list[Ent
         path = f"{prefix}/{name}" if prefix else name
         mode = int(item.filemode)
         kind = {
-            int(FileMode.TREE): "dir",
-            int(FileMode.COMMIT): "submodule",
-            int(FileMode.LINK): "symlink",
+            int(pygit2.enums.FileMode.TREE): "dir",
+            int(pygit2.enums.FileMode.COMMIT): "submodule",
+            int(pygit2.enums.FileMode.LINK): "symlink",
         }.get(mode, "file")
         entries.append(Entry(name, path, kind, str(item.id)))
     entries.sort(key=lambda entry: (entry.kind != "dir", entry.name.lower()))
@@ -259,7 +258,7 @@ def _tree_page(
     home: bool,
 ) -> Response:
     tree, mode = _object_at(view.git, target.commit, target.path)
-    if mode != FileMode.TREE:
+    if mode != pygit2.enums.FileMode.TREE:
         return RedirectResponse(
             f"{view.base}/blob/{url_path(target.ref)}/{url_path(target.path)}", status_code=302
         )
@@ -363,7 +362,7 @@ def tree_commit_info(
     commit = browse.resolve_commit(view.git, sha)
     clean = browse.normalize_path(path)
     tree, mode = _object_at(view.git, commit, clean)
-    if mode != FileMode.TREE:
+    if mode != pygit2.enums.FileMode.TREE:
         raise NotFound()
     listing = lastcommit.last_commits(settings, view.git, view.repository.id, commit, clean)
     ref = request.query_params.get("ref", sha)
@@ -430,7 +429,7 @@ def blob(
     if not target.path:
         return RedirectResponse(f"{view.base}/tree/{url_path(target.ref)}", status_code=302)
     obj, mode = _object_at(view.git, target.commit, target.path)
-    if mode == FileMode.TREE:
+    if mode == pygit2.enums.FileMode.TREE:
         return RedirectResponse(
             f"{view.base}/tree/{url_path(target.ref)}/{url_path(target.path)}", status_code=302
         )
@@ -447,7 +446,7 @@ def blob(
         "invalid_utf8": False,
         "plain": bool(plain),
     }
-    if mode == FileMode.COMMIT:
+    if mode == pygit2.enums.FileMode.COMMIT:
         context["kind"] = "submodule"
         context["submodule_sha"] = str(obj.id)
     else:
@@ -456,12 +455,14 @@ def blob(
         context["blob_sha"] = str(obj.id)
         extension = posixpath.splitext(name)[1].lower()
         # A Git LFS pointer is shown as the file it stands for, read from object storage.
-        lfs_file = _lfs_file(request, session, view, obj) if mode != FileMode.LINK else None
+        lfs_file = (
+            _lfs_file(request, session, view, obj) if mode != pygit2.enums.FileMode.LINK else None
+        )
         content = obj.data if lfs_file is None else lfs_file.content
         if lfs_file is not None:
             context["lfs"] = lfs_file
             context["size"] = lfs_file.size
-        if mode == FileMode.LINK:
+        if mode == pygit2.enums.FileMode.LINK:
             context["kind"] = "symlink"
             context["link_target"] = _decode_text(obj.data)[0]
         elif extension in SAFE_IMAGE_TYPES and (lfs_file is None or lfs_file.stored):
@@ -760,7 +761,7 @@ def blame(
         return redirect
     target = resolve_target(view.git, rest)
     obj, mode = _object_at(view.git, target.commit, target.path)
-    if not isinstance(obj, pygit2.Blob) or mode == FileMode.LINK:
+    if not isinstance(obj, pygit2.Blob) or mode == pygit2.enums.FileMode.LINK:
         raise NotFound()
     if obj.size > blame_service.MAX_BLAME_BYTES or _is_binary(obj.data):
         raise NotFound("This file cannot be blamed in the browser; download it instead.")
@@ -1008,7 +1009,7 @@ def _edit_form(
 
 def _existing_file(view: RepoView, target: Target) -> pygit2.Blob:
     obj, mode = _object_at(view.git, target.commit, target.path)
-    if not isinstance(obj, pygit2.Blob) or mode == FileMode.LINK:
+    if not isinstance(obj, pygit2.Blob) or mode == pygit2.enums.FileMode.LINK:
         raise NotFound()
     return obj
 

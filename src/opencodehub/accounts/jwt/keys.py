@@ -17,9 +17,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+# `cryptography` is imported by the functions that use it, when a token is first signed or
+# checked: an app that has not seen one yet need not hold it.
 
 INDEX = "keys.json"
 # Tokens live at most this long, so a retired key is kept this long (plus clock leeway).
@@ -32,6 +39,8 @@ def _b64url(data: bytes) -> str:
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -69,6 +78,8 @@ class KeyRing:
 
 
 def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -90,6 +101,8 @@ def _write_index(directory: Path, current: str, retired: dict[str, int]) -> None
 
 
 def _new_key(directory: Path) -> str:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     kid = thumbprint(key.public_key())
     _write_private(directory / f"{kid}.pem", key)
@@ -103,6 +116,9 @@ def _ensure_directory(directory: Path) -> None:
 
 
 def _load(directory: Path) -> KeyRing:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     index = json.loads((directory / INDEX).read_text())
     current = str(index["current"])
     retired = {str(kid): int(at) for kid, at in dict(index.get("retired", {})).items()}

@@ -22,8 +22,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-from cryptography.exceptions import InvalidSignature
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
@@ -122,6 +120,8 @@ def issue(
         "jti": secrets.token_urlsafe(16),
         **binding,
     }
+    import jwt  # with `cryptography`, loaded when the first token is issued, not with the app
+
     token = jwt.encode(
         claims,
         ring.private_key,
@@ -253,6 +253,8 @@ def verify(settings: Settings, secret: str) -> dict[str, Any] | None:
     if public_key is None or signature is None:
         return None
     if not verified_signatures.seen(secret):
+        from cryptography.exceptions import InvalidSignature
+
         try:
             public_key.verify(signature, f"{header_b64}.{payload_b64}".encode("ascii"))
         except InvalidSignature:
