@@ -2,13 +2,16 @@
 `concurrency:` holds its group for all the called workflow's jobs (one unit, the group
 evaluated in the caller's contexts), a calling job's `strategy.max-parallel` bounds how many
 of its matrix's called workflows run at once, and a called workflow's top-level
-`concurrency:` is a job-level group of the calling job (evaluated with the call's inputs)."""
+`concurrency:` governs its jobs as one unit too (evaluated with the call's inputs), in
+addition to the calling job's group when both are set."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
-from opencodehub.actions.models import Conclusion, JobStatus, WorkflowJob
+from opencodehub.actions import service
+from opencodehub.actions.calls import CALLED_GROUP
+from opencodehub.actions.models import Conclusion, JobStatus, WorkflowJob, WorkflowRun
 from tests.actions.conftest import Project
 from tests.actions.test_job_limits import _finish, _take
 from tests.actions.test_runs import _runner
@@ -228,13 +231,169 @@ jobs:
     assert project.run(second).conclusion == Conclusion.SUCCESS
 
 
-def test_the_calling_jobs_own_concurrency_wins_over_the_called_workflows(
+def _caller(name: str, group: str | None, on: str = "push") -> str:
+    concurrency = f"\n    concurrency: {group}" if group else ""
+    return f"""
+name: {name}
+on: {on}
+jobs:
+  deploy:{concurrency}
+    uses: ./.github/workflows/called.yml
+    with:
+      target: production
+"""
+
+
+def _by_path(project: Project, run_ids: list[int]) -> dict[str, int]:
+    """Runs by workflow file name (`a.yml`)."""
+    return {project.run(run_id).workflow_path.rsplit("/", 1)[-1]: run_id for run_id in run_ids}
+
+
+def _drain(project: Project, runner_id: int, result: str = "success") -> list[int]:
+    """Take and finish every job as it is queued; the run of each, in order."""
+    order: list[int] = []
+    while (job_id := _take(project, runner_id)) is not None:
+        with project.db.session() as session:
+            job = session.get(WorkflowJob, job_id)
+            assert job is not None
+            order.append(job.run_id)
+        _finish(project, job_id, result)
+    return order
+
+
+def _called_group(project: Project, run_id: int) -> str | None:
+    """The called workflow's group a call row holds or waits for beside its own."""
+    return (_jobs(project, run_id)["deploy"].outputs or {}).get(CALLED_GROUP)
+
+
+def test_both_the_calling_jobs_and_the_called_workflows_groups_apply(project: Project) -> None:
+    runner_id = _runner(project)
+    files = {
+        ".github/workflows/a.yml": _caller("A", "a-lock"),
+        ".github/workflows/b.yml": _caller("B", "b-lock"),
+        ".github/workflows/called.yml": CALLED_WITH_GROUP,
+    }
+    runs = _by_path(project, project.push(files))
+    a, b = runs["a.yml"], runs["b.yml"]
+    # Both calls got their callers' groups; only one of them the called workflow's.
+    assert _jobs(project, a)["deploy"].concurrency_group == "a-lock"
+    assert _called_group(project, a) == "called-production"
+    assert _state(project, a) == {
+        "deploy": ("waiting", None),
+        "deploy / one": ("queued", None),
+        "deploy / two": ("waiting", None),
+    }
+    assert _jobs(project, b)["deploy"].concurrency_group == "b-lock"
+    assert _called_group(project, b) == "called-production"
+    assert _state(project, b) == {"deploy": ("waiting", None)}
+
+    runs = _by_path(project, project.push({"x": "1"}))
+    a2, b2 = runs["a.yml"], runs["b.yml"]
+    # The second B waits for b-lock: the first B holds it while it waits for the called
+    # workflow's group, and is not replaced (it is not pending in b-lock).
+    assert _state(project, a2) == {"deploy": ("waiting", None)}
+    assert _state(project, b2) == {"deploy": ("waiting", None)}
+    assert _called_group(project, b2) is None
+    assert _state(project, b) == {"deploy": ("waiting", None)}
+
+    # One called workflow at a time, in the order the calls reached called-production;
+    # every holder's end releases the next call.
+    assert _drain(project, runner_id) == [a, a, b, b, a2, a2, b2, b2]
+    for run_id in (a, b, a2, b2):
+        assert project.run(run_id).conclusion == Conclusion.SUCCESS
+        deploy = _jobs(project, run_id)["deploy"]
+        assert (deploy.status, deploy.conclusion) == (JobStatus.COMPLETED, Conclusion.SUCCESS)
+        assert deploy.outputs == {}  # neither the frame nor the second group outlives it
+
+
+def test_a_call_holding_its_callers_group_is_released_by_cancel_and_failure(
     project: Project,
 ) -> None:
     runner_id = _runner(project)
-    files = {".github/workflows/ci.yml": CALLER, ".github/workflows/called.yml": CALLED_WITH_GROUP}
-    first = project.push(files)[0]
-    assert _jobs(project, first)["deploy"].concurrency_group == "deploy-Deploy-refs/heads/main"
-    for _ in range(2):
-        _finish(project, _take_one(project, runner_id))
-    assert project.run(first).conclusion == Conclusion.SUCCESS
+    only_first_push = "\n  push:\n    paths: ['.github/**']"
+    files = {
+        ".github/workflows/a.yml": _caller("A", None, on=only_first_push),
+        ".github/workflows/b.yml": _caller("B", "b-lock"),
+        ".github/workflows/called.yml": CALLED_WITH_GROUP,
+    }
+    runs = _by_path(project, project.push(files))
+    a, b = runs["a.yml"], runs["b.yml"]
+    assert _state(project, b) == {"deploy": ("waiting", None)}
+    [b2] = project.push({"x": "1"})
+    assert _state(project, b2) == {"deploy": ("waiting", None)}
+    assert _called_group(project, b2) is None  # waiting for b-lock
+
+    # Cancelling the first B (holding b-lock, waiting for called-production) frees b-lock:
+    # the second B takes it and waits for called-production in its turn.
+    with project.db.session() as session:
+        run = session.get(WorkflowRun, b)
+        assert run is not None
+        service.cancel_run(session, project.settings, run)
+    assert project.run(b).conclusion == Conclusion.CANCELLED
+    assert _state(project, b) == {"deploy": ("completed", "cancelled")}
+    assert _state(project, b2) == {"deploy": ("waiting", None)}
+    assert _called_group(project, b2) == "called-production"
+
+    # A's called workflow fails: called-production is free, and the second B runs.
+    _finish(project, _take_one(project, runner_id), "failure")
+    assert project.run(a).conclusion == Conclusion.FAILURE
+    assert _state(project, a)["deploy"] == ("completed", "failure")
+    assert _state(project, b2)["deploy / one"] == ("queued", None)
+    assert _drain(project, runner_id) == [b2, b2]
+    assert project.run(b2).conclusion == Conclusion.SUCCESS
+
+
+def test_the_same_group_for_caller_and_called_workflow_does_not_wait_for_itself(
+    project: Project,
+) -> None:
+    runner_id = _runner(project)
+    called = CALLED.replace("jobs:\n", "concurrency: shared\njobs:\n", 1)
+    files = {
+        ".github/workflows/ci.yml": _caller("Deploy", "shared"),
+        ".github/workflows/called.yml": called,
+    }
+    [first] = project.push(files)
+    # Held once, through the caller: the called jobs are added at once.
+    assert _jobs(project, first)["deploy"].concurrency_group == "shared"
+    assert _called_group(project, first) is None
+    assert _state(project, first)["deploy / one"] == ("queued", None)
+    [second] = project.push({"x": "1"})
+    [third] = project.push({"x": "2"})
+    assert _state(project, second) == {"deploy": ("completed", "cancelled")}
+    assert _state(project, third) == {"deploy": ("waiting", None)}
+    assert _drain(project, runner_id) == [first, first, third, third]
+    assert project.run(third).conclusion == Conclusion.SUCCESS
+
+
+def test_cancel_in_progress_of_the_called_workflows_group_cancels_the_older_call(
+    project: Project,
+) -> None:
+    runner_id = _runner(project)
+    called = CALLED.replace(
+        "jobs:\n",
+        "concurrency:\n  group: called-${{ inputs.target }}\n  cancel-in-progress: true\njobs:\n",
+        1,
+    )
+    files = {
+        # A group of each run's own: only the called workflow's is shared.
+        ".github/workflows/ci.yml": _caller("Deploy", "caller-${{ github.sha }}"),
+        ".github/workflows/called.yml": called,
+    }
+    [first] = project.push(files)
+    running = _take_one(project, runner_id)
+    [second] = project.push({"x": "1"})
+    with project.db.session() as session:
+        job = session.get(WorkflowJob, running)
+        assert job is not None and job.cancel_requested
+    assert _state(project, first) == {
+        "deploy": ("waiting", None),
+        "deploy / one": ("in_progress", None),
+        "deploy / two": ("completed", "cancelled"),
+    }
+    # The new call holds its caller's group and waits until the old call's jobs ended.
+    assert _state(project, second) == {"deploy": ("waiting", None)}
+    assert _called_group(project, second) == "called-production"
+    _finish(project, running, "cancelled")
+    assert project.run(first).conclusion == Conclusion.CANCELLED
+    assert _drain(project, runner_id) == [second, second]
+    assert project.run(second).conclusion == Conclusion.SUCCESS

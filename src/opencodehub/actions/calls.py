@@ -37,6 +37,10 @@ from opencodehub.repos.models import Repository
 CALLS_KEY = "x-opencodehub-calls"
 # The frame of a call row (its evaluated inputs and encrypted secrets) while it runs.
 CALL_FRAME = "\x00call"
+# A call row's second concurrency group (the called workflow's, when the calling job has one
+# of its own in `concurrency_group`), kept beside the frame while the call waits or runs.
+# Queried in SQL on every engine, so no NUL in it (PostgreSQL refuses NUL in a parameter).
+CALLED_GROUP = "x-opencodehub-called-concurrency"
 # GitHub: the top-level caller and up to three levels of reusable workflows.
 MAX_DEPTH = 4
 # GitHub allows at most 20 distinct reusable workflows in one run.

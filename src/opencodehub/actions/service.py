@@ -661,13 +661,14 @@ def _inner_prefix(call: WorkflowJob, jobs: Sequence[WorkflowJob]) -> str:
 
 @dataclass(frozen=True)
 class _PreparedCall:
-    """A call row's evaluated `with:` and `secrets:`, and the group that governs the call."""
+    """A call row's evaluated `with:` and `secrets:`, and the groups that govern the call."""
 
     called: Any
     inputs: dict[str, Any]
     secrets: dict[str, str]
-    concurrency: Any  # the raw `concurrency:` that applies, or None
-    concurrency_contexts: dict[str, Any]
+    # The raw `concurrency:` values that apply, each with the contexts it is evaluated in, in
+    # the order they are acquired: the calling job's, then the called workflow's.
+    concurrency: list[tuple[Any, dict[str, Any]]]
 
 
 def _prepare_call(
@@ -680,10 +681,10 @@ def _prepare_call(
     """Evaluate a call row's `with:` and `secrets:` and check them against the called
     workflow (ValueError or ExpressionError when they do not fit).
 
-    The call's jobs are one unit under a concurrency group, as on GitHub: the calling job's
-    own `concurrency:` (evaluated in the caller's contexts), or else the called workflow's
-    top-level `concurrency:`, which GitHub applies as a job-level group of the calling job
-    (evaluated in the called workflow's contexts: its `inputs`)."""
+    The call's jobs are one unit under up to two concurrency groups, as on GitHub: the calling
+    job's own `concurrency:` (evaluated in the caller's contexts) and the called workflow's
+    top-level `concurrency:` (evaluated in the called workflow's contexts: the call's `inputs`
+    and the caller's `github`). Both must be held before the called jobs are added."""
     from opencodehub.actions.expressions import to_string
 
     call_info = reusable.calls_of(run.workflow_data or {}).get(reusable.call_path(call.job_key))
@@ -714,11 +715,14 @@ def _prepare_call(
     if missing:
         raise ValueError(f"secret '{missing[0]}' of '{call_info['label']}' is required")
     secrets.pop("GITHUB_TOKEN", None)
-    concurrency, concurrency_contexts = definition.get("concurrency"), contexts
-    if concurrency is None:
-        concurrency = (call_info.get("data") or {}).get("concurrency")
-        concurrency_contexts = {**_base_contexts(session, settings, run), "inputs": inputs}
-    return _PreparedCall(called, inputs, secrets, concurrency, concurrency_contexts)
+    concurrency: list[tuple[Any, dict[str, Any]]] = []
+    if definition.get("concurrency") is not None:
+        concurrency.append((definition["concurrency"], contexts))
+    called_concurrency = (call_info.get("data") or {}).get("concurrency")
+    if called_concurrency is not None:
+        called_contexts = {**_base_contexts(session, settings, run), "inputs": inputs}
+        concurrency.append((called_concurrency, called_contexts))
+    return _PreparedCall(called, inputs, secrets, concurrency)
 
 
 def _expand_call(
@@ -748,7 +752,8 @@ def _expand_call(
         return
     call.started_at = now
     call.outputs = {
-        reusable.CALL_FRAME: reusable.encrypt_frame(settings, prepared.inputs, prepared.secrets)
+        **(call.outputs or {}),  # the called workflow's group, when the call holds two
+        reusable.CALL_FRAME: reusable.encrypt_frame(settings, prepared.inputs, prepared.secrets),
     }
     try:
         rows = _job_rows(
@@ -762,8 +767,10 @@ def _expand_call(
             caller_permissions=dict(call.permissions or {}),
         )
     except ValueError as exc:
+        groups = _held_groups(call)
         _finish_job(call, Conclusion.FAILURE, error=f"job '{call.name}': {exc}")
         session.flush()
+        _start_next_in_job_group(session, settings, call, groups)
         return
     session.add_all(rows)
     session.flush()
@@ -816,21 +823,26 @@ def _settle_calls(
                 outputs[str(name)] = interpolate(str((spec or {}).get("value", "")), scope)
             except ExpressionError as exc:
                 conclusion, error = Conclusion.FAILURE, f"outputs.{name}: {exc}"
+        groups = _held_groups(call)
         _finish_job(call, conclusion, error=error)
         call.outputs = {k: str(v)[: 1024 * 1024] for k, v in outputs.items()}
         changed = True
-        if call.concurrency_group:
-            session.flush()
-            _start_next_in_job_group(session, settings, call)
+        session.flush()
+        if conclusion == Conclusion.FAILURE:
+            # The calling job failed as a matrix job fails: the same fail-fast.
+            _fail_fast(session, settings, run, call)
+        _start_next_in_job_group(session, settings, call, groups)
     if changed:
         session.flush()
     return changed
 
 
 def _require_no_call_frame(job: WorkflowJob) -> None:
-    # A call row's frame (inputs, encrypted secrets) never outlives the call.
-    if job.outputs and reusable.CALL_FRAME in job.outputs:
-        job.outputs = {k: v for k, v in job.outputs.items() if k != reusable.CALL_FRAME}
+    # A call row's frame (inputs, encrypted secrets) and its second group never outlive the
+    # call: once it ended it holds no group, and its outputs are what later jobs read.
+    hidden = (reusable.CALL_FRAME, reusable.CALLED_GROUP)
+    if job.outputs and any(key in job.outputs for key in hidden):
+        job.outputs = {k: v for k, v in job.outputs.items() if k not in hidden}
 
 
 def _fail_run(session: Session, settings: Settings, run: WorkflowRun, error: str) -> WorkflowRun:
@@ -943,10 +955,27 @@ def _if_holds(
 def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
     """Queue every waiting job whose needs are done and whose `if` holds; skip those whose `if`
     fails; complete the run when every job is done."""
-    from opencodehub.actions.expressions import ExpressionError
-
     if run.status in (RunStatus.PENDING, RunStatus.COMPLETED):
         return
+    # A group freed while a run moves wakes the runs waiting for it, this one included (a call
+    # cancelled by a newer one, a call row ending in _settle_calls): a run reached again from
+    # inside its own advance takes one more pass there instead of moving twice at once.
+    moving: set[int] = session.info.setdefault("actions_advancing", set())
+    again: set[int] = session.info.setdefault("actions_advance_again", set())
+    if run.id in moving:
+        again.add(run.id)
+        return
+    moving.add(run.id)
+    try:
+        _advance(session, settings, run, again)
+    finally:
+        moving.discard(run.id)
+        again.discard(run.id)
+
+
+def _advance(session: Session, settings: Settings, run: WorkflowRun, again: set[int]) -> None:
+    from opencodehub.actions.expressions import ExpressionError
+
     jobs = session.scalars(
         select(WorkflowJob).where(WorkflowJob.run_id == run.id).order_by(WorkflowJob.id)
     ).all()
@@ -981,7 +1010,6 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
                 continue
             if not _within_max_parallel(run, job, jobs, job_contexts):
                 continue
-            concurrency, group_contexts = _definition(run, job.job_key).get("concurrency"), None
             prepared = None
             if reusable.is_call(run.workflow_data or {}, job.job_key):
                 try:
@@ -991,13 +1019,23 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
                     session.flush()
                     changed = True
                     continue
-                concurrency, group_contexts = prepared.concurrency, prepared.concurrency_contexts
             try:
-                may_start = _job_concurrency_allows(
-                    session, settings, run, job, concurrency, group_contexts or job_contexts
-                )
+                if prepared is not None:
+                    may_start = _call_concurrency_allows(session, settings, run, job, prepared)
+                else:
+                    may_start = _job_concurrency_allows(
+                        session,
+                        settings,
+                        run,
+                        job,
+                        _definition(run, job.job_key).get("concurrency"),
+                        job_contexts,
+                    )
             except ExpressionError as exc:
+                groups = _held_groups(job)
                 _finish_job(job, Conclusion.FAILURE, error=f"concurrency: {exc}")
+                session.flush()
+                _start_next_in_job_group(session, settings, job, groups)
                 changed = True
                 continue
             if job.status == JobStatus.COMPLETED:  # superseded by a newer pending job
@@ -1016,6 +1054,9 @@ def advance(session: Session, settings: Settings, run: WorkflowRun) -> None:
             session.flush()
             _enqueue_after_commit(session, settings, job)
             _report_status(session, settings, run, job)
+        if run.id in again:
+            again.discard(run.id)
+            changed = True
     _settle_run(session, settings, run, jobs)
 
 
@@ -1027,15 +1068,42 @@ def _within_max_parallel(
     limit = _max_parallel(run, job.job_key, contexts)
     if limit is None:
         return True
-    active = sum(1 for other in jobs if other.job_key == job.job_key and _is_active(other))
+    active = sum(
+        1
+        for other in jobs
+        if other.job_key == job.job_key and other.id != job.id and _is_active(other)
+    )
     return active < limit
 
 
 def _is_active(job: WorkflowJob) -> bool:
-    """Queued or running: a call row runs from when its called jobs are added until it ends."""
+    """Queued or running: a call row runs from when it holds its first concurrency group
+    (waiting for the called workflow's) or its called jobs were added, until it ends."""
     if job.status == JobStatus.WAITING:
-        return job.started_at is not None
+        return job.started_at is not None or _called_group(job) is not None
     return job.status != JobStatus.COMPLETED
+
+
+def _called_group(job: WorkflowJob) -> str | None:
+    """A call row's second group (the called workflow's), recorded once it holds its first."""
+    value = (job.outputs or {}).get(reusable.CALLED_GROUP)
+    return value if isinstance(value, str) and value else None
+
+
+def _holds(job: WorkflowJob, group: str) -> bool:
+    """Whether `job` holds `group` rather than waits for it. A call row with two groups holds
+    the first (the calling job's) while it waits for the second (the called workflow's), and
+    the second from when its called jobs are added."""
+    if not _is_active(job):
+        return False
+    if job.status == JobStatus.WAITING and job.started_at is None:
+        return group == job.concurrency_group
+    return True
+
+
+def _held_groups(job: WorkflowJob) -> list[str]:
+    """The groups `job` holds now (read before it ends: ending clears its second group)."""
+    return [group for group in _groups_of(job) if _holds(job, group)]
 
 
 def _max_parallel(run: WorkflowRun, job_key: str, contexts: dict[str, Any]) -> int | None:
@@ -1063,11 +1131,55 @@ def _job_concurrency_allows(
     """A job's own `concurrency:` (`raw`, evaluated in `contexts`), across every run of the
     repository, as on GitHub: one job of a group runs and one waits; a newer waiting job
     cancels the older waiting one, and `cancel-in-progress` cancels the running one instead
-    of waiting for it. A call row holds the group for all its called jobs."""
+    of waiting for it."""
+    found = _evaluate_group(raw, contexts)
+    if found is None:
+        return True
+    job.concurrency_group = found[0]
+    return _acquire_group(session, settings, run, job, *found)
+
+
+def _call_concurrency_allows(
+    session: Session,
+    settings: Settings,
+    run: WorkflowRun,
+    call: WorkflowJob,
+    prepared: _PreparedCall,
+) -> bool:
+    """A call row's groups: the calling job's `concurrency:` and the called workflow's, each
+    acquired as a job-level group, in that order, the call row holding both for all its
+    called jobs. The first is kept in `concurrency_group`, the second beside the call's frame
+    (`CALLED_GROUP`), which also marks the first as held while the call waits for the second.
+
+    The same group on both sides is acquired once: the call already holds it through its
+    caller, and waiting for it again would be waiting for itself (GitHub reports a deadlock
+    there; here the called workflow's group is satisfied by its caller's)."""
+    groups: list[tuple[str, bool]] = []
+    for raw, contexts in prepared.concurrency:
+        found = _evaluate_group(raw, contexts)
+        if found is not None and all(found[0] != group for group, _ in groups):
+            groups.append(found)
+    if not groups:
+        return True
+    (first, cancel_first), second = groups[0], groups[1] if len(groups) > 1 else None
+    call.concurrency_group = first
+    if _called_group(call) is None:  # the first group is not held yet
+        if not _acquire_group(session, settings, run, call, first, cancel_first):
+            return False
+        if second is None:
+            return True
+        call.outputs = {**(call.outputs or {}), reusable.CALLED_GROUP: second[0]}
+        session.flush()
+    assert second is not None
+    return _acquire_group(session, settings, run, call, *second)
+
+
+def _evaluate_group(raw: Any, contexts: dict[str, Any]) -> tuple[str, bool] | None:
+    """A `concurrency:` value's group and `cancel-in-progress`; None without a group."""
     from opencodehub.actions.expressions import interpolate
 
     if raw is None:
-        return True
+        return None
     if isinstance(raw, dict):
         group_expr, cancel = raw.get("group") or "", raw.get("cancel-in-progress", False)
     else:
@@ -1075,14 +1187,35 @@ def _job_concurrency_allows(
     group = str(interpolate(str(group_expr), contexts))[:255]
     if isinstance(cancel, str):
         cancel = bool(_evaluate(cancel, contexts))
-    if not group:
-        return True
-    job.concurrency_group = group
+    return (group, bool(cancel)) if group else None
+
+
+def _in_group(group: str) -> Any:
+    """A filter for the rows that may take part in a job-level group: by their own (or first)
+    group, or as a call row's second group. The second group is not queried in SQL (a JSON
+    path on PostgreSQL fails on the frame's NUL key): a row with one is a waiting call row with
+    a first group, and `_groups_of` sorts those candidates out."""
+    return or_(
+        WorkflowJob.concurrency_group == group,
+        (WorkflowJob.status == JobStatus.WAITING) & WorkflowJob.concurrency_group.is_not(None),
+    )
+
+
+def _acquire_group(
+    session: Session,
+    settings: Settings,
+    run: WorkflowRun,
+    job: WorkflowJob,
+    group: str,
+    cancel: bool,
+) -> bool:
+    """Whether `job` may take `group` now (see _job_concurrency_allows). Cancels what the
+    rules say to cancel, `job` itself when a newer job waits for the group."""
     others = session.scalars(
         select(WorkflowJob)
         .where(
             WorkflowJob.repository_id == job.repository_id,
-            WorkflowJob.concurrency_group == group,
+            _in_group(group),
             WorkflowJob.status != JobStatus.COMPLETED,
             WorkflowJob.id != job.id,
         )
@@ -1091,12 +1224,14 @@ def _job_concurrency_allows(
     active = False
     touched: list[WorkflowRun] = []
     for other in others:
-        pending = not _is_active(other)
+        if group not in _groups_of(other):
+            continue
+        pending = not _holds(other, group)
         if pending and other.id > job.id:
             # A newer job of the group already waits: this older one is superseded.
             _cancel_job(session, settings, run, job)
             return False
-        if pending or bool(cancel):
+        if pending or cancel:
             _cancel_job(session, settings, other.run, other)
             if other.run_id != run.id:
                 touched.append(other.run)
@@ -1108,23 +1243,42 @@ def _job_concurrency_allows(
     return not active
 
 
-def _start_next_in_job_group(session: Session, settings: Settings, job: WorkflowJob) -> None:
-    """A job of a concurrency group finished: the job waiting behind it may start."""
-    if not job.concurrency_group:
+def _start_next_in_job_group(
+    session: Session,
+    settings: Settings,
+    job: WorkflowJob,
+    groups: Sequence[str] | None = None,
+) -> None:
+    """A job of a concurrency group ended (or a call row that held `groups`): the runs of the
+    jobs waiting for those groups move, the oldest waiting job's first (a call row waiting for
+    the called workflow's group takes it before a newer call arriving at it)."""
+    if groups is None:
+        groups = [job.concurrency_group] if job.concurrency_group else []
+    if not groups:
         return
-    waiting = session.scalar(
+    waiting = session.scalars(
         select(WorkflowJob)
         .where(
             WorkflowJob.repository_id == job.repository_id,
-            WorkflowJob.concurrency_group == job.concurrency_group,
+            or_(*(_in_group(group) for group in groups)),
             WorkflowJob.status == JobStatus.WAITING,
             WorkflowJob.started_at.is_(None),
         )
         .order_by(WorkflowJob.id)
-        .limit(1)
-    )
-    if waiting is not None and waiting.run_id != job.run_id:
-        advance(session, settings, waiting.run)
+    ).all()
+    woken: set[int] = set()
+    for row in waiting:
+        if row.run_id in woken or row.status != JobStatus.WAITING:
+            continue  # ended or moved while an earlier run moved
+        taking_part = [group for group in groups if group in _groups_of(row)]
+        if not taking_part or all(_holds(row, group) for group in taking_part):
+            continue  # it holds what was freed and waits for something else
+        woken.add(row.run_id)
+        advance(session, settings, row.run)
+
+
+def _groups_of(job: WorkflowJob) -> list[str]:
+    return [group for group in (job.concurrency_group, _called_group(job)) if group]
 
 
 def _finish_job(job: WorkflowJob, conclusion: Conclusion, *, error: str | None = None) -> None:
@@ -1617,12 +1771,13 @@ def _cancel_job(session: Session, settings: Settings, run: WorkflowRun, job: Wor
             if inner.job_key.startswith(prefix) and inner.status != JobStatus.COMPLETED:
                 _cancel_job(session, settings, run, inner)
     elif job.status in (JobStatus.QUEUED, JobStatus.WAITING):
-        was_queued = job.status == JobStatus.QUEUED
+        # A queued job holds its group; so does a call row waiting for its second group.
+        groups = _held_groups(job)
         _finish_job(job, Conclusion.CANCELLED)
         _report_status(session, settings, run, job)
-        if was_queued and job.concurrency_group:
+        if groups:
             session.flush()
-            _start_next_in_job_group(session, settings, job)
+            _start_next_in_job_group(session, settings, job, groups)
 
 
 def unclaim_job(session: Session, settings: Settings, runner: Runner, job_id: int) -> bool:
