@@ -63,7 +63,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the app (web UI, REST API, git over HTTP) and, in embedded mode, the SSH server."""
-    from opencodehub.serve import run_server
+    from opencodehub.serve import run_event_loop, run_server
 
     settings = get_settings()
     overrides = {}
@@ -80,7 +80,7 @@ def serve(
 
         run_multiprocess(settings, migrate=not skip_migrate)
         return
-    asyncio.run(run_server(settings, migrate=not skip_migrate))
+    run_event_loop(run_server(settings, migrate=not skip_migrate))
 
 
 @app.command()

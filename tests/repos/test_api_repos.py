@@ -305,6 +305,13 @@ def test_rename_redirects_old_urls(client: TestClient, tokens: dict[str, dict[st
     assert moved.json()["url"] == expected
     followed = client.get(f"{API}/repos/alice/old-name", headers=tokens["alice"])
     assert followed.status_code == 200 and followed.json()["id"] == created["id"]
+    # The git data routes (branches, commits, contents) follow the repository too.
+    for rest in ("branches", "commits", "contents/README.md"):
+        moved = client.get(
+            f"{API}/repos/alice/old-name/{rest}", headers=tokens["alice"], follow_redirects=False
+        )
+        assert moved.status_code == 301, rest
+        assert moved.headers["location"].endswith(f"/api/v3/repos/alice/new-name/{rest}")
     write = client.patch(
         f"{API}/repos/alice/old-name",
         json={"description": "x"},

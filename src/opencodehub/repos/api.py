@@ -32,7 +32,7 @@ from opencodehub.core.errors import DOCS_URL, NotFound, OCHError, ValidationFail
 from opencodehub.core.pagination import Page, link_header
 from opencodehub.core.time import utcnow
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep, SettingsDep
-from opencodehub.repos import content_api, service, templates
+from opencodehub.repos import service, templates
 from opencodehub.repos.authz import authorize
 from opencodehub.repos.models import Repository
 from opencodehub.repos.schemas import (
@@ -115,8 +115,12 @@ def redirect_moved_repository(
     raise RepositoryMoved(url, permanent=request.method in ("GET", "HEAD"))
 
 
+# The routes of one repository follow it when it is renamed or transferred; the app includes
+# `router`, `repo_router` and the git data routes (`content_api`, with these dependencies)
+# side by side (see `app.include_api_routers`).
+REPOSITORY_DEPENDENCIES = [Depends(redirect_moved_repository)]
 router = APIRouter(tags=["repositories"])
-repo_router = APIRouter(dependencies=[Depends(redirect_moved_repository)])
+repo_router = APIRouter(dependencies=REPOSITORY_DEPENDENCIES)
 
 
 # Helpers ---------------------------------------------------------------------------------------
@@ -625,7 +629,3 @@ def license_detail(license_key: str, settings: SettingsDep) -> License:
     if template is None:
         raise NotFound()
     return license_full(template, urls_for(settings))
-
-
-repo_router.include_router(content_api.router)
-router.include_router(repo_router)

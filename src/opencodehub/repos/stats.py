@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import pygit2
-from pygments.lexers import get_all_lexers
 
 from opencodehub.config import Settings
 from opencodehub.repos import store
@@ -60,6 +59,8 @@ def extension_languages() -> dict[str, str]:
     """File extension (lowercase, no dot) -> Pygments language name, from the lexers' own
     filename patterns (`*.py`); exact file names (`Makefile`) are mapped too."""
     mapping: dict[str, str] = {}
+    from pygments.lexers import get_all_lexers  # Pygments loads with the first statistics
+
     for name, _aliases, patterns, _mimetypes in get_all_lexers():
         if name in _IGNORED_LANGUAGES:
             continue

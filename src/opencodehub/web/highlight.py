@@ -16,14 +16,16 @@ import threading
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
-from pygments import highlight as pygments_highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name, get_lexer_for_filename, guess_lexer
-from pygments.lexers.special import TextLexer
-from pygments.util import ClassNotFound
+
+if TYPE_CHECKING:
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexer import Lexer
+
+# Pygments is imported by the functions that highlight, when the first file or code block is
+# shown: a server that has shown none need not hold its lexer tables (about 1 MB).
 
 MAX_HIGHLIGHT_BYTES = 512 * 1024
 MAX_GUESS_BYTES = 16 * 1024
@@ -36,11 +38,19 @@ STYLESHEET_PATH = Path(__file__).parent / "static" / "pygments.css"
 # Highlighted files kept in memory, by total characters (keyed by blob id and lexer).
 CACHE_CHARS = 32 * 1024 * 1024
 
-_formatter = HtmlFormatter(nowrap=True, classprefix="")
+
+@lru_cache(maxsize=1)
+def _formatter() -> HtmlFormatter:
+    from pygments.formatters import HtmlFormatter
+
+    return HtmlFormatter(nowrap=True, classprefix="")
 
 
 @lru_cache(maxsize=4096)
 def _lexer_name_for_filename(filename: str) -> str | None:
+    from pygments.lexers import get_lexer_for_filename
+    from pygments.util import ClassNotFound
+
     try:
         return get_lexer_for_filename(filename).aliases[0]
     except (ClassNotFound, IndexError):
@@ -50,6 +60,10 @@ def _lexer_name_for_filename(filename: str) -> str | None:
 def lexer_for(filename: str, text: str = "") -> Lexer:
     """The lexer for `filename`; with no match by name, a guess from the first 16 KB of
     `text` (only when Pygments is fairly sure), else plain text."""
+    from pygments.lexers import get_lexer_by_name, guess_lexer
+    from pygments.lexers.special import TextLexer
+    from pygments.util import ClassNotFound
+
     name = _lexer_name_for_filename(filename.rsplit("/", 1)[-1]) if filename else None
     if name is not None:
         try:
@@ -127,6 +141,9 @@ def highlight_lines(text: str, filename: str, *, cache_key: str | None = None) -
 
     `cache_key` (a blob id) lets a second view of the same file skip the lexer entirely.
     """
+    from pygments import highlight as pygments_highlight
+    from pygments.lexers.special import TextLexer
+
     too_large = len(text) > MAX_HIGHLIGHT_BYTES
     lexer = TextLexer() if too_large else lexer_for(filename, text)
     key = (cache_key, lexer.aliases[0] if lexer.aliases else lexer.name) if cache_key else None
@@ -137,7 +154,7 @@ def highlight_lines(text: str, filename: str, *, cache_key: str | None = None) -
     else:
         # Long lines are cut before lexing, so a minified file cannot make the lexer crawl.
         source = "\n".join(_cut(line) for line in _split(text)) + "\n"
-        html = pygments_highlight(source, lexer, _formatter)
+        html = pygments_highlight(source, lexer, _formatter())
         # Pygments escapes the source itself; its output is trusted markup.
         lines = [Markup(line) for line in _split(html)]  # noqa: S704
     if key is not None:
@@ -158,6 +175,10 @@ def numbered_rows(lines: list[Markup]) -> Markup:
 
 def highlight_block(code: str, language: str | None) -> Markup:
     """A fenced code block for markdown: `<pre class="hl"><code>…</code></pre>`."""
+    from pygments import highlight as pygments_highlight
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
     lexer: Lexer | None = None
     if language:
         try:
@@ -167,11 +188,13 @@ def highlight_block(code: str, language: str | None) -> Markup:
     if lexer is None or len(code) > MAX_HIGHLIGHT_BYTES:
         body = escape(code)
     else:
-        body = Markup(pygments_highlight(code, lexer, _formatter))  # noqa: S704 - escaped by Pygments
+        body = Markup(pygments_highlight(code, lexer, _formatter()))  # noqa: S704 - escaped by Pygments
     return Markup('<pre class="{0}"><code>{1}</code></pre>\n').format(CSS_CLASS, body)
 
 
 def _rules(style: str, scope: str) -> str:
+    from pygments.formatters import HtmlFormatter
+
     formatter = HtmlFormatter(style=style, classprefix="")
     lines = formatter.get_style_defs(scope).splitlines()
     # Pygments adds line-number and background rules we do not use; the page sets backgrounds.
