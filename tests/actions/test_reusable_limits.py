@@ -397,3 +397,68 @@ def test_cancel_in_progress_of_the_called_workflows_group_cancels_the_older_call
     assert project.run(first).conclusion == Conclusion.CANCELLED
     assert _drain(project, runner_id) == [second, second]
     assert project.run(second).conclusion == Conclusion.SUCCESS
+
+
+def test_cancel_in_progress_of_the_callers_group_cancels_a_call_waiting_for_the_called_one(
+    project: Project,
+) -> None:
+    runner_id = _runner(project)
+    only_first_push = "\n  push:\n    paths: ['.github/**']"
+    cancelling = "\n      group: deploy\n      cancel-in-progress: true"
+    files = {
+        ".github/workflows/a.yml": _caller("A", None, on=only_first_push),
+        ".github/workflows/b.yml": _caller("B", cancelling),
+        ".github/workflows/called.yml": CALLED_WITH_GROUP,
+    }
+    runs = _by_path(project, project.push(files))
+    a, b = runs["a.yml"], runs["b.yml"]
+    # B holds `deploy` and waits for called-production, which A's call holds.
+    assert _state(project, b) == {"deploy": ("waiting", None)}
+    assert _called_group(project, b) == "called-production"
+    [b2] = project.push({"x": "1"})
+    # The newer B cancels the older one (it has no called jobs: it ends at once), takes
+    # `deploy` and waits for called-production in its place.
+    assert _state(project, b) == {"deploy": ("completed", "cancelled")}
+    assert project.run(b).conclusion == Conclusion.CANCELLED
+    assert _state(project, b2) == {"deploy": ("waiting", None)}
+    assert _called_group(project, b2) == "called-production"
+    assert _state(project, a)["deploy / one"] == ("queued", None)
+    assert _drain(project, runner_id) == [a, a, b2, b2]
+    assert project.run(b2).conclusion == Conclusion.SUCCESS
+
+
+def test_a_matrix_call_waiting_for_the_called_workflows_group_counts_against_max_parallel(
+    project: Project,
+) -> None:
+    runner_id = _runner(project)
+    only_first_push = "\n  push:\n    paths: ['.github/**']"
+    matrix_caller = MATRIX_CALLER.replace(
+        "    uses:", "    concurrency: deploy-${{ matrix.target }}\n    uses:"
+    )
+    called = CALLED.replace("jobs:\n", "concurrency: called\njobs:\n", 1)
+    files = {
+        ".github/workflows/a.yml": _caller("A", None, on=only_first_push),
+        ".github/workflows/ci.yml": matrix_caller,
+        ".github/workflows/called.yml": called,
+    }
+    runs = _by_path(project, project.push(files))
+    a, ci = runs["a.yml"], runs["ci.yml"]
+    # (a) holds its caller's group and waits for `called`, held by A: it is running as far
+    # as max-parallel goes, so (b) and (c) wait, and it does not keep itself waiting.
+    assert _state(project, ci) == {
+        "deploy (a)": ("waiting", None),
+        "deploy (b)": ("waiting", None),
+        "deploy (c)": ("waiting", None),
+    }
+    rows = _jobs(project, ci)
+    assert rows["deploy (a)"].concurrency_group == "deploy-a"
+    assert (rows["deploy (a)"].outputs or {}).get(CALLED_GROUP) == "called"
+    assert rows["deploy (b)"].concurrency_group is None  # not evaluated yet
+    order = _drain(project, runner_id)
+    assert order == [a, a, ci, ci, ci, ci, ci, ci]
+    assert project.run(ci).conclusion == Conclusion.SUCCESS
+    assert {name: state for name, state in _state(project, ci).items() if "/" not in name} == {
+        "deploy (a)": ("completed", "success"),
+        "deploy (b)": ("completed", "success"),
+        "deploy (c)": ("completed", "success"),
+    }
