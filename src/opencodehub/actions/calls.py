@@ -38,8 +38,8 @@ CALLS_KEY = "x-opencodehub-calls"
 # The frame of a call row (its evaluated inputs and encrypted secrets) while it runs.
 CALL_FRAME = "\x00call"
 # A call row's second concurrency group (the called workflow's, when the calling job has one
-# of its own in `concurrency_group`), kept beside the frame while the call waits or runs.
-# Queried in SQL on every engine, so no NUL in it (PostgreSQL refuses NUL in a parameter).
+# of its own in `concurrency_group`), kept beside the frame while the call waits or runs. Not
+# queried in SQL: PostgreSQL cannot take a JSON path into a document with the frame's NUL key.
 CALLED_GROUP = "x-opencodehub-called-concurrency"
 # GitHub: the top-level caller and up to three levels of reusable workflows.
 MAX_DEPTH = 4
