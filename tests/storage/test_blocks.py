@@ -6,14 +6,15 @@ from __future__ import annotations
 import io
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
 
 from opencodehub.storage.base import (
-    blocks_as_bytes,
     drain_then,
     iter_blocks,
+    iter_byte_blocks,
     upload_blocks_concurrently,
 )
 
@@ -52,10 +53,41 @@ def test_iter_blocks_hands_out_fresh_blocks() -> None:
     assert first is not second
 
 
-def test_blocks_as_bytes() -> None:
-    converted = list(blocks_as_bytes(iter_blocks(iter([b"abcdefg"]), 3)))
-    assert converted == [b"abc", b"def", b"g"]
-    assert all(type(part) is bytes for part in converted)
+@pytest.mark.parametrize(
+    ("total", "chunk", "block"),
+    [(0, 7, 10), (1, 7, 10), (10, 3, 10), (95, 7, 10), (100, 10, 10), (100, 64, 10), (33, 1, 8)],
+)
+def test_iter_byte_blocks_cuts_exact_bytes_blocks(total: int, chunk: int, block: int) -> None:
+    data = bytes(index % 251 for index in range(total))
+    blocks = list(iter_byte_blocks(_chunks(data, chunk), block))
+    assert b"".join(blocks) == data
+    assert all(type(part) is bytes for part in blocks)
+    assert all(len(part) == block for part in blocks[:-1])
+    assert not blocks or 0 < len(blocks[-1]) <= block
+    assert len(blocks) == -(-total // block)
+    assert list(iter_byte_blocks(iter([b"", b"abc", b"", b"de"]), 4)) == [b"abcd", b"e"]
+    assert list(iter_byte_blocks(io.BytesIO(b"0123456789"), 4)) == [b"0123", b"4567", b"89"]
+
+
+def test_iter_byte_blocks_keeps_no_block_it_handed_out() -> None:
+    """The generator keeps nothing of a block it handed out: a consumer that drops each block
+    at once never has more than two blocks' worth alive (the one being joined and its pieces)
+    and a chunk or two."""
+    block_size = 4 * 1024 * 1024
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    source = (bytearray(chunk) for _ in range(64))  # 64 MiB of fresh chunks, 16 blocks
+    tracemalloc.start()
+    try:
+        count = 0
+        blocks = iter_byte_blocks(source, block_size)
+        while (block := next(blocks, None)) is not None:
+            count += 1
+            del block
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 16
+    assert peak < 2 * block_size + 2 * len(chunk), f"peak {peak / 1024 / 1024:.1f} MiB"
 
 
 def test_iter_blocks_refuses_bytes_as_a_source() -> None:

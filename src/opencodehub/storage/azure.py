@@ -1,10 +1,13 @@
 """Azure Blob Storage (and Azurite) through azure-storage-blob, configured by a connection string.
 
 Large objects are staged as blocks read from the source one at a time and sent on a few threads,
-then made visible in one Put Block List. Staged blocks that are never committed are invisible and
-Azure drops them after a week, so a failed upload leaves nothing behind. Signed URLs are SAS
-tokens made with the account key from the connection string; a connection string without a key
-(a SAS one) cannot sign, and the app proxies then.
+then made visible in one Put Block List. The blocks in memory at once (those being sent, the one
+being read, and the one being joined from the source's chunks) fit in `upload_buffer` bytes
+(24 MiB by default): the block size and the number of threads are cut down to fit it, whatever
+`OCH_STORAGE_CHUNK_SIZE` and `OCH_STORAGE_UPLOAD_CONCURRENCY` say. Staged blocks that are never
+committed are invisible and Azure drops them after a week, so a failed upload leaves nothing
+behind. Signed URLs are SAS tokens made with the account key from the connection string; a
+connection string without a key (a SAS one) cannot sign, and the app proxies then.
 """
 
 from __future__ import annotations
@@ -29,12 +32,11 @@ from opencodehub.storage.base import (
     Source,
     StorageAdapter,
     StorageError,
-    blocks_as_bytes,
     check_expires,
     check_method,
     drain_then,
     exact_length,
-    iter_blocks,
+    iter_byte_blocks,
     iter_source,
     resolve_range,
     upload_blocks_concurrently,
@@ -44,6 +46,11 @@ from opencodehub.storage.base import (
 
 MAX_BLOCKS = 50_000
 MAX_BLOCK_SIZE = 4000 * 1024 * 1024
+MIN_BLOCK_SIZE = 1024 * 1024
+# Bytes of blocks an upload may hold at once: `concurrency` blocks being sent, the next one being
+# filled and one more while it is joined into `bytes` (`iter_byte_blocks`). With the default
+# four threads that is 4 MiB blocks, the SDK's own default block size.
+DEFAULT_UPLOAD_BUFFER = 24 * 1024 * 1024
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -57,6 +64,7 @@ class AzureBlobStorage(StorageAdapter):
         *,
         block_size: int = DEFAULT_CHUNK_SIZE,
         concurrency: int = 4,
+        upload_buffer: int = DEFAULT_UPLOAD_BUFFER,
         list_page_size: int = 5000,
         create_container: bool = True,
     ):
@@ -79,8 +87,8 @@ class AzureBlobStorage(StorageAdapter):
             raise StorageError(f"azure: the connection string is not valid: {exc}") from exc
         self.container = container
         self._container = self._service.get_container_client(container)
-        self._block_size = min(block_size, MAX_BLOCK_SIZE)
-        self._concurrency = max(concurrency, 1)
+        self._upload_buffer = upload_buffer
+        self._block_size, self._concurrency = bounded_blocks(block_size, concurrency, upload_buffer)
         self._list_page_size = list_page_size
         self._create_container = create_container
         self._container_ready = False
@@ -136,11 +144,14 @@ class AzureBlobStorage(StorageAdapter):
         self._ensure_container()
         blob = self._container.get_blob_client(key)
         settings = ContentSettings(content_type=content_type or DEFAULT_CONTENT_TYPE)
-        block_size = self._block_size
+        block_size, concurrency = self._block_size, self._concurrency
         if size is not None and size > block_size * MAX_BLOCKS:
+            # Over 50,000 blocks (195 GiB in 4 MiB blocks): larger blocks, and fewer threads
+            # to stay in the budget as far as one thread allows.
             block_size = min(math.ceil(size / MAX_BLOCKS), MAX_BLOCK_SIZE)
+            concurrency = max(min(concurrency, self._upload_buffer // block_size - 2), 1)
         chunks = exact_length(iter_source(stream), size, f"azure: {key!r}")
-        blocks = blocks_as_bytes(iter_blocks(chunks, block_size))  # the SDK sends bytes only
+        blocks = iter_byte_blocks(chunks, block_size)  # the SDK sends bytes only
         head = [block for _, block in zip(range(2), blocks, strict=False)]
         try:
             if len(head) < 2:
@@ -158,9 +169,7 @@ class AzureBlobStorage(StorageAdapter):
                     blob.stage_block(block_id, block, length=len(block))
                     return block_id
 
-                block_ids = upload_blocks_concurrently(
-                    drain_then(head, blocks), stage, self._concurrency
-                )
+                block_ids = upload_blocks_concurrently(drain_then(head, blocks), stage, concurrency)
                 blob.commit_block_list(
                     [BlobBlock(block_id=str(block_id)) for block_id in block_ids],
                     content_settings=settings,
@@ -303,6 +312,21 @@ class AzureBlobStorage(StorageAdapter):
 
     def close(self) -> None:
         self._service.close()
+
+
+def bounded_blocks(block_size: int, concurrency: int, budget: int) -> tuple[int, int]:
+    """`(block size, threads)` for block uploads that hold at most `budget` bytes of blocks,
+    `threads + 2` blocks (see `DEFAULT_UPLOAD_BUFFER`). The block shrinks first, down to 1 MiB,
+    then the threads; never above the asked size and number, nor Azure's block limit."""
+    concurrency = max(concurrency, 1)
+    block_size = max(min(block_size, MAX_BLOCK_SIZE), 1)
+    fitted = budget // (concurrency + 2)
+    if fitted >= block_size:
+        return block_size, concurrency
+    if fitted >= MIN_BLOCK_SIZE:
+        return fitted, concurrency
+    block_size = min(block_size, MIN_BLOCK_SIZE)
+    return block_size, max(min(concurrency, budget // block_size - 2), 1)
 
 
 def _translate_errors(

@@ -299,14 +299,35 @@ def iter_blocks(source: Source, block_size: int) -> Iterator[bytearray]:
         yield block
 
 
-def blocks_as_bytes(blocks: Iterator[bytearray]) -> Iterator[bytes]:
-    """The blocks as `bytes`, for clients that take nothing else (the Azure SDK, httpx). Each
-    `bytearray` is freed as soon as its copy is made, and a copy once handed out is not kept."""
-    for block in blocks:
-        data = bytes(block)
-        del block
-        yield data
-        del data
+def iter_byte_blocks(source: Source, block_size: int) -> Iterator[bytes]:
+    """Blocks of exactly `block_size` bytes (the last may be shorter) as `bytes`, for clients
+    that send nothing else (the Azure SDK, httpx).
+
+    Each block is joined once from views of the source's chunks: the bytes are copied once (a
+    `bytearray` block turned into `bytes` was two copies, and two blocks alive at the switch).
+    While a block is being joined, memory holds its pieces and the new block; the pieces go as
+    soon as it is made, except the part of a chunk that belongs to the next block.
+    """
+    pieces: list[memoryview] = []
+    filled = 0
+    for chunk in iter_source(source, min(block_size, READ_CHUNK_SIZE)):
+        view = memoryview(chunk)
+        del chunk
+        while view:
+            count = min(len(view), block_size - filled)
+            pieces.append(view[:count])
+            filled += count
+            view = view[count:]
+            if filled == block_size:
+                block = b"".join(pieces)
+                pieces.clear()
+                filled = 0
+                yield block
+                del block  # the consumer holds the only reference from here on
+    if pieces:
+        block = b"".join(pieces)
+        pieces.clear()
+        yield block
 
 
 def drain_then(head: list[Block], rest: Iterator[Block]) -> Iterator[Block]:

@@ -38,10 +38,9 @@ from opencodehub.storage.base import (
     Source,
     StorageAdapter,
     StorageError,
-    blocks_as_bytes,
     check_method,
     exact_length,
-    iter_blocks,
+    iter_byte_blocks,
     iter_source,
     resolve_range,
     span,
@@ -235,7 +234,7 @@ class GoogleDriveStorage(StorageAdapter):
         if file_id is None:
             metadata.update(name=key, parents=[self.folder_id])
         chunks = exact_length(iter_source(stream), size, f"gdrive: {key!r}")
-        blocks = blocks_as_bytes(iter_blocks(chunks, self._chunk_size))  # httpx sends bytes
+        blocks = iter_byte_blocks(chunks, self._chunk_size)  # httpx sends bytes
         head = [block for _, block in zip(range(2), blocks, strict=False)]
         if len(head) < 2:
             item = self._upload_multipart(file_id, metadata, head.pop() if head else b"")
