@@ -15,6 +15,7 @@ one who may not see it gets 404.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
+from starlette.types import Send
 
 from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import Permission
@@ -51,7 +53,7 @@ from opencodehub.lfs.schemas import (
 )
 from opencodehub.repos import service as repos
 from opencodehub.repos.models import Repository
-from opencodehub.storage import ObjectNotFound, StorageAdapter
+from opencodehub.storage import ObjectNotFound, ObjectStream, StorageAdapter
 from opencodehub.storage.views import get_storage
 
 log = get_logger("opencodehub.lfs")
@@ -288,11 +290,7 @@ def download(owner: str, repo: str, oid: str, request: Request) -> Response:
         stream = storage.get(service.object_key(oid))
     except ObjectNotFound:
         return _error(404, "Object does not exist.")
-    return StreamingResponse(
-        stream,
-        media_type="application/octet-stream",
-        headers={"Content-Length": str(stream.length)},
-    )
+    return ObjectResponse(stream)
 
 
 @router.post(PREFIX + "/objects/verify")
@@ -327,6 +325,48 @@ async def verify(owner: str, repo: str, request: Request) -> Response:
         return _json(VerifyResponse(message="Verified."))
 
     return await _in_thread(request, work)
+
+
+class ObjectResponse(StreamingResponse):
+    """A stored object as the response body, read one chunk ahead.
+
+    `StreamingResponse` over a blocking iterator reads a chunk in a worker thread, sends it, and
+    only then reads the next: the backend's connection idles while the client's socket drains,
+    and the other way round. Here the next chunk is read while the current one is sent (two
+    chunks of the backend's read size, 1 MiB, in memory). The stream is closed, releasing the
+    backend's connection, when the body ends or the client goes away, after any read still
+    running in its thread has returned.
+    """
+
+    def __init__(self, stream: ObjectStream) -> None:
+        super().__init__(
+            iter(()),
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(stream.length)},
+        )
+        self.stream = stream
+
+    async def stream_response(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        chunks = iter(self.stream)
+
+        def read() -> bytes | None:
+            return next(chunks, None)
+
+        pending = asyncio.ensure_future(anyio.to_thread.run_sync(read))
+        try:
+            while (chunk := await pending) is not None:
+                pending = asyncio.ensure_future(anyio.to_thread.run_sync(read))
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([pending])  # a generator cannot be closed while it runs
+                if not pending.cancelled():
+                    pending.exception()  # seen: an error after the client left is not news
+                await anyio.to_thread.run_sync(chunks.close)  # closes the stream
 
 
 class _BlockingBody:

@@ -1,0 +1,112 @@
+"""`ObjectResponse`, the proxied download's body: the next chunk is read from the backend while
+the current one is sent, and the backend's stream is closed however the response ends. Driven
+as a bare ASGI app, with events instead of sleeps."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from opencodehub.lfs.api import ObjectResponse
+from opencodehub.storage import ObjectInfo, ObjectStream, StorageError
+
+CHUNKS = [bytes([index]) * 1000 for index in range(5)]
+WAIT = 10.0  # seconds before a missing event fails the test instead of hanging it
+
+
+class Backend:
+    """Chunks of a stored object, recording which reads started and whether it was closed."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.started: list[threading.Event] = [threading.Event() for _ in CHUNKS]
+        self.closed = threading.Event()
+        self.fail_at = fail_at
+
+    def chunks(self) -> Iterator[bytes]:
+        for index, chunk in enumerate(CHUNKS):
+            self.started[index].set()
+            if index == self.fail_at:
+                raise StorageError("the backend's connection dropped")
+            yield chunk
+
+    def stream(self) -> ObjectStream:
+        size = sum(len(chunk) for chunk in CHUNKS)
+        info = ObjectInfo(key="lfs/aa/bb/x", size=size, etag="e")
+        return ObjectStream(self.chunks(), info, on_close=self.closed.set)
+
+
+def _scope() -> dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}}
+
+
+async def _never_disconnects() -> dict[str, Any]:
+    await anyio.sleep_forever()
+    raise AssertionError
+
+
+async def _started(event: threading.Event) -> bool:
+    return await anyio.to_thread.run_sync(event.wait, WAIT)
+
+
+def test_the_next_chunk_is_read_while_one_is_sent() -> None:
+    backend = Backend()
+    bodies: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] != "http.response.body" or not message["more_body"]:
+            return
+        index = len(bodies)
+        bodies.append(message["body"])
+        if index + 1 < len(CHUNKS):
+            # The client is still taking chunk `index`: the read of the next one has begun.
+            assert await _started(backend.started[index + 1]), f"chunk {index + 1} not read"
+
+    async def main() -> None:
+        await ObjectResponse(backend.stream())(_scope(), _never_disconnects, send)
+
+    anyio.run(main)
+    assert bodies == CHUNKS
+    assert backend.closed.is_set()
+
+
+def test_a_client_that_leaves_closes_the_backend_stream() -> None:
+    backend = Backend()
+    sent: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            if sent:
+                raise OSError("the client went away")
+            sent.append(message["body"])
+
+    async def main() -> None:
+        await ObjectResponse(backend.stream())(_scope(), _never_disconnects, send)
+
+    with pytest.raises(Exception):  # noqa: B017 - Starlette's ClientDisconnect or the OSError
+        anyio.run(main)
+    assert sent == CHUNKS[:1]
+    assert backend.closed.is_set()
+    # At most one chunk read ahead of what was sent, none after the client left.
+    assert not backend.started[3].is_set()
+
+
+def test_a_backend_error_mid_body_closes_the_stream() -> None:
+    backend = Backend(fail_at=2)
+    sent: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message["more_body"]:
+            sent.append(message["body"])
+
+    async def main() -> None:
+        await ObjectResponse(backend.stream())(_scope(), _never_disconnects, send)
+
+    with pytest.raises(StorageError, match="dropped"):
+        anyio.run(main)
+    assert sent == CHUNKS[:2]
+    assert backend.closed.is_set()
