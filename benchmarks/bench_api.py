@@ -1,6 +1,7 @@
 """API throughput, startup time and idle memory of `opencodehub serve`.
 
-    .venv/bin/python benchmarks/bench_api.py [--duration 20] [--connections 50] [--workers 1] [--migrate]
+    .venv/bin/python benchmarks/bench_api.py [--duration 20] [--connections 50] [--workers 1]
+                                             [--migrate]
 
 Starts a real `opencodehub serve` on a fresh data dir (SQLite, the embedded default), creates a
 user and a PAT with the CLI, then measures:
