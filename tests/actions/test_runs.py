@@ -308,3 +308,50 @@ jobs:
     )
     with project.db.session() as session:
         assert session.scalars(select(WorkflowSchedule)).all() == []
+
+
+def test_a_runner_writes_its_job_while_the_reaper_holds_the_run(project: Project) -> None:
+    """A runner's request writes its job's row twice in one transaction (the lease refresh,
+    then the log count); on PostgreSQL the second write checks the job's foreign key with a
+    key-share lock on the run. The reaper locks the run first, then the job: had the run's
+    lock excluded that check, each would wait for the other (a deadlock seen in CI)."""
+    import threading
+
+    run_id = project.push({".github/workflows/ci.yml": SIMPLE})[0]
+    runner_id = _runner(project)
+    with project.db.session() as session:
+        runner = session.get(Runner, runner_id)
+        assert runner is not None
+        job = service.claim_from_database(session, runner)
+        assert job is not None
+        job_id = job.id
+        service.start_job(session, project.settings, job)
+
+    written = threading.Event()
+    failures: list[BaseException] = []
+
+    def runner_request() -> None:
+        try:
+            with project.db.session() as session:
+                job = session.get(WorkflowJob, job_id)
+                assert job is not None
+                job.heartbeat_at = utcnow()
+                session.flush()
+                job.log_lines = (job.log_lines or 0) + 1
+                session.flush()
+            written.set()
+        except BaseException as exc:
+            failures.append(exc)
+            written.set()
+
+    with project.db.session() as reaper:
+        service.read_committed(reaper)
+        service.lock_run(reaper, run_id)
+        writer = threading.Thread(target=runner_request)
+        writer.start()
+        # SQLite has one writer at a time: there the lock is the database's, held by nobody
+        # here (lock_run only reads), so the request goes through on every engine.
+        assert written.wait(timeout=30), "the runner's write waited for the run's lock"
+        writer.join(timeout=30)
+    assert failures == []
+    assert _jobs(project, run_id)["build"].log_lines == 1

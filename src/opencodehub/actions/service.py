@@ -1633,7 +1633,13 @@ def lock_run(session: Session, run_id: int) -> None:
     """Jobs of one run end one at a time. Two jobs ending at once in separate transactions
     would each see the other still running, and neither would complete the run (it stayed
     `in_progress` for good). The run's row is locked before the ending job's own row is
-    written, so two endings cannot deadlock, and it is read afresh."""
+    written, so two endings cannot deadlock, and it is read afresh.
+
+    On PostgreSQL the lock is `FOR NO KEY UPDATE`: it excludes other endings but not the
+    foreign-key check PostgreSQL runs when a transaction writes a job row a second time (a
+    runner's log batch after its lease refresh, a claim and its token), which takes a key-share
+    lock on the run. With `FOR UPDATE`, such a writer holding the job's row waited for the run
+    while the reaper, holding the run, waited for the job: a deadlock."""
     from sqlalchemy.orm import lazyload
 
     with session.no_autoflush:
@@ -1641,7 +1647,7 @@ def lock_run(session: Session, run_id: int) -> None:
             select(WorkflowRun)
             .options(lazyload("*"))  # an eager outer join cannot be locked
             .where(WorkflowRun.id == run_id)
-            .with_for_update()
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         )
 
