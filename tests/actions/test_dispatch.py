@@ -3,6 +3,7 @@ jobs of one run ending at once."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -104,12 +105,13 @@ def test_the_last_two_jobs_ending_at_once_complete_the_run(project: Project) -> 
     def note_locking_statement(
         _conn: object, _cursor: object, statement: str, *_args: object
     ) -> None:
-        # The second ending's first locking statement: the run's row lock (`FOR UPDATE`), or on
-        # SQLite, which has no row locks, its first write. Neither can return while the first
-        # ending's transaction is open, so once it is sent the second ending is waiting.
-        locking = "FOR UPDATE" in statement or statement.lstrip().upper().startswith(
-            ("INSERT", "UPDATE", "DELETE")
-        )
+        # The second ending's first locking statement: the run's row lock (`FOR NO KEY UPDATE`
+        # on PostgreSQL, `FOR UPDATE` on MariaDB), or on SQLite, which has no row locks, its
+        # first write. None can return while the first ending's transaction is open, so once
+        # it is sent the second ending is waiting.
+        locking = re.search(
+            r"FOR (NO KEY )?UPDATE", statement
+        ) or statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
         if locking and threading.get_ident() == second_thread:
             second_waits.set()
 
