@@ -1,6 +1,6 @@
-"""`ObjectResponse`, the proxied download's body: the next chunk is read from the backend while
-the current one is sent, and the backend's stream is closed however the response ends. Driven
-as a bare ASGI app, with events instead of sleeps."""
+"""`ObjectResponse`, the proxied download's body: chunks are read from the backend, a bounded
+number ahead, while the client takes them, and the backend's stream is closed however the
+response ends. Driven as a bare ASGI app, with events instead of sleeps."""
 
 from __future__ import annotations
 
@@ -85,14 +85,31 @@ def test_a_client_that_leaves_closes_the_backend_stream() -> None:
             sent.append(message["body"])
 
     async def main() -> None:
-        await ObjectResponse(backend.stream())(_scope(), _never_disconnects, send)
+        response = ObjectResponse(backend.stream(), read_ahead=2 * len(CHUNKS[0]))
+        await response(_scope(), _never_disconnects, send)
 
     with pytest.raises(Exception):  # noqa: B017 - Starlette's ClientDisconnect or the OSError
         anyio.run(main)
     assert sent == CHUNKS[:1]
     assert backend.closed.is_set()
-    # At most one chunk read ahead of what was sent, none after the client left.
+    # Two chunks' bytes held beyond the one taken (chunks 1 and 2), none read after it left.
     assert not backend.started[3].is_set()
+
+
+def test_a_client_that_leaves_before_the_first_read_closes_the_stream() -> None:
+    closed = threading.Event()
+    info = ObjectInfo(key="lfs/aa/bb/x", size=1, etag="e")
+    stream = ObjectStream(iter([b"x"]), info, on_close=closed.set)
+
+    async def send(message: dict[str, Any]) -> None:
+        raise OSError("the client went away")
+
+    async def main() -> None:
+        await ObjectResponse(stream)(_scope(), _never_disconnects, send)
+
+    with pytest.raises(Exception):  # noqa: B017 - Starlette's ClientDisconnect or the OSError
+        anyio.run(main)
+    assert closed.is_set()
 
 
 def test_a_backend_error_mid_body_closes_the_stream() -> None:

