@@ -12,6 +12,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
+from opencodehub.lfs import api
 from opencodehub.lfs.api import ObjectResponse
 from opencodehub.storage import ObjectInfo, ObjectStream, StorageError
 
@@ -127,3 +128,50 @@ def test_a_backend_error_mid_body_closes_the_stream() -> None:
         anyio.run(main)
     assert sent == CHUNKS[:2]
     assert backend.closed.is_set()
+
+
+def test_past_the_deep_read_aheads_a_download_reads_one_chunk_ahead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(api, "DEEP_READ_AHEADS", threading.BoundedSemaphore(1))
+    assert api.DEEP_READ_AHEADS.acquire(blocking=False)  # another download holds the only one
+    backend = Backend()
+    bodies: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] != "http.response.body" or not message["more_body"]:
+            return
+        index = len(bodies)
+        bodies.append(message["body"])
+        if index + 1 < len(CHUNKS):
+            assert await _started(backend.started[index + 1]), f"chunk {index + 1} not read"
+        if index + 2 < len(CHUNKS):
+            # Chunk index + 1 waits in the queue: nothing further is read until it is taken.
+            assert not backend.started[index + 2].is_set()
+
+    async def main() -> None:
+        await ObjectResponse(backend.stream())(_scope(), _never_disconnects, send)
+
+    anyio.run(main)
+    assert bodies == CHUNKS
+    assert backend.closed.is_set()
+
+
+def test_a_deep_read_ahead_is_given_back_when_the_download_ends() -> None:
+    backend = Backend()
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    async def main() -> None:
+        await ObjectResponse(backend.stream())(_scope(), _never_disconnects, send)
+
+    for _ in range(20):  # more downloads than there are deep read-aheads
+        backend = Backend()
+        anyio.run(main)
+    taken = [api.DEEP_READ_AHEADS.acquire(blocking=False) for _ in range(api.MAX_DEEP_READ_AHEADS)]
+    try:
+        assert all(taken)
+    finally:
+        for _ in taken:
+            api.DEEP_READ_AHEADS.release()
