@@ -175,3 +175,23 @@ def test_a_deep_read_ahead_is_given_back_when_the_download_ends() -> None:
     finally:
         for _ in taken:
             api.DEEP_READ_AHEADS.release()
+
+
+def test_a_reader_that_cannot_start_gives_its_deep_read_ahead_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def cannot_start(*args: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(api, "DEEP_READ_AHEADS", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(api, "_ReadAhead", cannot_start)
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    async def main() -> None:
+        await ObjectResponse(Backend().stream())(_scope(), _never_disconnects, send)
+
+    with pytest.raises(RuntimeError, match="new thread"):
+        anyio.run(main)
+    assert api.DEEP_READ_AHEADS.acquire(blocking=False)

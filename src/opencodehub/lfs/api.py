@@ -332,7 +332,7 @@ async def verify(owner: str, repo: str, request: Request) -> Response:
 # Bytes of a proxied download read from the backend ahead of the client (plus one chunk).
 READ_AHEAD_BYTES = 8 * 1024 * 1024
 # Downloads of this process that may read that far ahead at once. The others read one chunk
-# ahead, so many downloads at once hold about what they held before the deep read-ahead.
+# ahead, so a crowd of downloads holds about three chunks each (queued, being sent, being read).
 MAX_DEEP_READ_AHEADS = 8
 DEEP_READ_AHEADS = threading.BoundedSemaphore(MAX_DEEP_READ_AHEADS)
 
@@ -346,8 +346,8 @@ class ObjectResponse(StreamingResponse):
     most `read_ahead` bytes (and the chunk being read) the client has not taken, and hands each
     chunk to the event loop without a round trip through the thread pool (which cost as much CPU
     as the copying: on two cores shared with the backend and the client, that CPU is the
-    throughput). Only `MAX_DEEP_READ_AHEADS` downloads at once read that far ahead; the others hold
-    one chunk ahead. The stream is closed, releasing the backend's connection, by the reading
+    throughput). Only `MAX_DEEP_READ_AHEADS` downloads at once read that far ahead; the others
+    hold one chunk ahead. The stream is closed, releasing the backend's connection, by the reading
     thread, when the body ends, fails, or the client goes away.
     """
 
@@ -362,26 +362,26 @@ class ObjectResponse(StreamingResponse):
 
     async def stream_response(self, send: Send) -> None:
         deep = DEEP_READ_AHEADS.acquire(blocking=False)
-        # A budget of one byte: the thread reads a chunk, then waits until it is taken.
-        reader = _ReadAhead(self.stream, self.read_ahead if deep else 1)
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": self.status_code,
-                    "headers": self.raw_headers,
-                }
-            )
-            while (chunk := await reader.next()) is not None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
+            # A budget of one byte: the thread reads a chunk, then waits until it is taken.
+            reader = _ReadAhead(self.stream, self.read_ahead if deep else 1)
             try:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": self.status_code,
+                        "headers": self.raw_headers,
+                    }
+                )
+                while (chunk := await reader.next()) is not None:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finally:
                 with anyio.CancelScope(shield=True):
                     await reader.stop()
-            finally:
-                if deep:
-                    DEEP_READ_AHEADS.release()
+        finally:
+            if deep:
+                DEEP_READ_AHEADS.release()
 
 
 class _ReadAhead:
