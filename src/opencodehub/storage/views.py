@@ -19,7 +19,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from opencodehub.storage.base import (
     InvalidKey,
@@ -29,6 +29,7 @@ from opencodehub.storage.base import (
     validate_key,
 )
 from opencodehub.storage.factory import app_url_signer, build_storage
+from opencodehub.storage.responses import ObjectResponse
 from opencodehub.storage.signing import AppURLSigner
 
 router = APIRouter(include_in_schema=False)
@@ -123,12 +124,11 @@ def download(key: str, request: Request, storage: StorageDep, signer: SignerDep)
     except InvalidRange as exc:
         headers["Content-Range"] = f"bytes */{exc.size}"
         return _error(416, "Requested range not satisfiable", headers)
-    headers["Content-Length"] = str(stream.length)
     status = 200
     if byte_range is not None:
         status = 206
         headers["Content-Range"] = f"bytes {stream.start}-{stream.end}/{stream.info.size}"
-    return StreamingResponse(stream, status_code=status, headers=headers, media_type=media_type)
+    return ObjectResponse(stream, status_code=status, headers=headers, media_type=media_type)
 
 
 @router.put("/-/storage/{key:path}")

@@ -1,6 +1,7 @@
-"""`ObjectResponse`, the proxied download's body: chunks are read from the backend, a bounded
-number ahead, while the client takes them, and the backend's stream is closed however the
-response ends. Driven as a bare ASGI app, with events instead of sleeps."""
+"""`ObjectResponse`, a stored object as a response body (LFS's proxied downloads, the signed
+`/-/storage/` links): chunks are read from the backend, a bounded number ahead, while the client
+takes them, and the backend's stream is closed however the response ends. Driven as a bare ASGI
+app, with events instead of sleeps."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from opencodehub.lfs import api
-from opencodehub.lfs.api import ObjectResponse
-from opencodehub.storage import ObjectInfo, ObjectStream, StorageError
+from opencodehub.storage import ObjectInfo, ObjectStream, StorageError, responses
+from opencodehub.storage.responses import ObjectResponse
 
 CHUNKS = [bytes([index]) * 1000 for index in range(5)]
 WAIT = 10.0  # seconds before a missing event fails the test instead of hanging it
@@ -54,7 +54,9 @@ async def _started(event: threading.Event) -> bool:
     return await anyio.to_thread.run_sync(event.wait, WAIT)
 
 
-def test_the_next_chunk_is_read_while_one_is_sent() -> None:
+def _download_checking_reads(*, one_ahead_only: bool) -> None:
+    """Send the whole object, checking at each chunk sent that the next one is being read and,
+    with `one_ahead_only`, that none after it is until it is taken."""
     backend = Backend()
     bodies: list[bytes] = []
 
@@ -66,13 +68,24 @@ def test_the_next_chunk_is_read_while_one_is_sent() -> None:
         if index + 1 < len(CHUNKS):
             # The client is still taking chunk `index`: the read of the next one has begun.
             assert await _started(backend.started[index + 1]), f"chunk {index + 1} not read"
+        if one_ahead_only and index + 2 < len(CHUNKS):
+            # Chunk index + 1 waits in the queue: nothing further is read until it is taken.
+            assert not backend.started[index + 2].is_set()
 
-    async def main() -> None:
-        await ObjectResponse(backend.stream())(_scope(), _never_disconnects, send)
-
-    anyio.run(main)
+    _respond(backend.stream(), send)
     assert bodies == CHUNKS
     assert backend.closed.is_set()
+
+
+def _respond(stream: ObjectStream, send: Any, **options: Any) -> None:
+    async def main() -> None:
+        await ObjectResponse(stream, **options)(_scope(), _never_disconnects, send)
+
+    anyio.run(main)
+
+
+def test_the_next_chunk_is_read_while_one_is_sent() -> None:
+    _download_checking_reads(one_ahead_only=False)
 
 
 def test_a_client_that_leaves_closes_the_backend_stream() -> None:
@@ -85,12 +98,8 @@ def test_a_client_that_leaves_closes_the_backend_stream() -> None:
                 raise OSError("the client went away")
             sent.append(message["body"])
 
-    async def main() -> None:
-        response = ObjectResponse(backend.stream(), read_ahead=2 * len(CHUNKS[0]))
-        await response(_scope(), _never_disconnects, send)
-
     with pytest.raises(Exception):  # noqa: B017 - Starlette's ClientDisconnect or the OSError
-        anyio.run(main)
+        _respond(backend.stream(), send, read_ahead=2 * len(CHUNKS[0]))
     assert sent == CHUNKS[:1]
     assert backend.closed.is_set()
     # Two chunks' bytes held beyond the one taken (chunks 1 and 2), none read after it left.
@@ -105,11 +114,8 @@ def test_a_client_that_leaves_before_the_first_read_closes_the_stream() -> None:
     async def send(message: dict[str, Any]) -> None:
         raise OSError("the client went away")
 
-    async def main() -> None:
-        await ObjectResponse(stream)(_scope(), _never_disconnects, send)
-
     with pytest.raises(Exception):  # noqa: B017 - Starlette's ClientDisconnect or the OSError
-        anyio.run(main)
+        _respond(stream, send)
     assert closed.is_set()
 
 
@@ -121,11 +127,8 @@ def test_a_backend_error_mid_body_closes_the_stream() -> None:
         if message["type"] == "http.response.body" and message["more_body"]:
             sent.append(message["body"])
 
-    async def main() -> None:
-        await ObjectResponse(backend.stream())(_scope(), _never_disconnects, send)
-
     with pytest.raises(StorageError, match="dropped"):
-        anyio.run(main)
+        _respond(backend.stream(), send)
     assert sent == CHUNKS[:2]
     assert backend.closed.is_set()
 
@@ -133,48 +136,27 @@ def test_a_backend_error_mid_body_closes_the_stream() -> None:
 def test_past_the_deep_read_aheads_a_download_reads_one_chunk_ahead(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(api, "DEEP_READ_AHEADS", threading.BoundedSemaphore(1))
-    assert api.DEEP_READ_AHEADS.acquire(blocking=False)  # another download holds the only one
-    backend = Backend()
-    bodies: list[bytes] = []
+    monkeypatch.setattr(responses, "DEEP_READ_AHEADS", threading.BoundedSemaphore(1))
+    assert responses.DEEP_READ_AHEADS.acquire(blocking=False)  # another download holds it
+    _download_checking_reads(one_ahead_only=True)
 
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] != "http.response.body" or not message["more_body"]:
-            return
-        index = len(bodies)
-        bodies.append(message["body"])
-        if index + 1 < len(CHUNKS):
-            assert await _started(backend.started[index + 1]), f"chunk {index + 1} not read"
-        if index + 2 < len(CHUNKS):
-            # Chunk index + 1 waits in the queue: nothing further is read until it is taken.
-            assert not backend.started[index + 2].is_set()
 
-    async def main() -> None:
-        await ObjectResponse(backend.stream())(_scope(), _never_disconnects, send)
-
-    anyio.run(main)
-    assert bodies == CHUNKS
-    assert backend.closed.is_set()
+async def _client_takes_all(message: dict[str, Any]) -> None:
+    pass
 
 
 def test_a_deep_read_ahead_is_given_back_when_the_download_ends() -> None:
-    backend = Backend()
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
-    async def main() -> None:
-        await ObjectResponse(backend.stream())(_scope(), _never_disconnects, send)
-
     for _ in range(20):  # more downloads than there are deep read-aheads
-        backend = Backend()
-        anyio.run(main)
-    taken = [api.DEEP_READ_AHEADS.acquire(blocking=False) for _ in range(api.MAX_DEEP_READ_AHEADS)]
+        _respond(Backend().stream(), _client_takes_all)
+    taken = [
+        responses.DEEP_READ_AHEADS.acquire(blocking=False)
+        for _ in range(responses.MAX_DEEP_READ_AHEADS)
+    ]
     try:
         assert all(taken)
     finally:
         for _ in taken:
-            api.DEEP_READ_AHEADS.release()
+            responses.DEEP_READ_AHEADS.release()
 
 
 def test_a_reader_that_cannot_start_gives_its_deep_read_ahead_back(
@@ -183,15 +165,9 @@ def test_a_reader_that_cannot_start_gives_its_deep_read_ahead_back(
     def cannot_start(*args: object) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(api, "DEEP_READ_AHEADS", threading.BoundedSemaphore(1))
-    monkeypatch.setattr(api, "_ReadAhead", cannot_start)
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
-    async def main() -> None:
-        await ObjectResponse(Backend().stream())(_scope(), _never_disconnects, send)
+    monkeypatch.setattr(responses, "DEEP_READ_AHEADS", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(responses, "_ReadAhead", cannot_start)
 
     with pytest.raises(RuntimeError, match="new thread"):
-        anyio.run(main)
-    assert api.DEEP_READ_AHEADS.acquire(blocking=False)
+        _respond(Backend().stream(), _client_takes_all)
+    assert responses.DEEP_READ_AHEADS.acquire(blocking=False)
