@@ -24,19 +24,13 @@ from opencodehub.actions.tokens import actor_for_job_token
 from opencodehub.core.errors import NotFound
 from opencodehub.runner.jobspec import JobResult
 from tests.actions.conftest import SIMPLE, Project
-from tests.actions.test_runs import _runner
+from tests.actions.test_runs import _claim, _runner
 
 
 def test_a_claim_nobody_received_is_queued_again_as_if_never_taken(project: Project) -> None:
     project.push({".github/workflows/ci.yml": SIMPLE})
     runner_id = _runner(project)
-    with project.db.session() as session:
-        runner = session.get(Runner, runner_id)
-        assert runner is not None
-        job = service.claim_from_database(session, runner)
-        assert job is not None
-        token = service.start_job(session, project.settings, job).token
-        job_id = job.id
+    job_id, token = _claim(project, runner_id)
     queue = actions_queue.get_queue("")
     assert isinstance(queue, actions_queue.EmbeddedQueue)
     queue.clear()

@@ -34,6 +34,16 @@ def _runner(project: Project, labels: list[str] | None = None) -> int:
         return runner.id
 
 
+def _claim(project: Project, runner_id: int) -> tuple[int, str]:
+    """The runner claims the next job and starts it: (the job's id, its job token)."""
+    with project.db.session() as session:
+        runner = session.get(Runner, runner_id)
+        assert runner is not None
+        job = service.claim_from_database(session, runner)
+        assert job is not None, "no job was queued"
+        return job.id, service.start_job(session, project.settings, job).token
+
+
 def _jobs(project: Project, run_id: int) -> dict[str, WorkflowJob]:
     with project.db.session() as session:
         jobs = session.scalars(select(WorkflowJob).where(WorkflowJob.run_id == run_id)).all()
@@ -217,14 +227,11 @@ def test_reaper_requeues_once_then_fails_a_lost_job(project: Project) -> None:
     run_id = project.push({".github/workflows/ci.yml": SIMPLE})[0]
     runner_id = _runner(project)
     stale = utcnow() - timedelta(minutes=5)
+    job_id, _token = _claim(project, runner_id)
     with project.db.session() as session:
-        runner = session.get(Runner, runner_id)
-        assert runner is not None
-        job = service.claim_from_database(session, runner)
-        assert job is not None
-        job_id = job.id
-        service.start_job(session, project.settings, job)
-        job.heartbeat_at = stale
+        session.execute(
+            update(WorkflowJob).where(WorkflowJob.id == job_id).values(heartbeat_at=stale)
+        )
     with project.db.session() as session:
         assert service.reap(session, project.settings) == 1
     job = _jobs(project, run_id)["build"]
@@ -318,15 +325,7 @@ def test_a_runner_writes_its_job_while_the_reaper_holds_the_run(project: Project
     import threading
 
     run_id = project.push({".github/workflows/ci.yml": SIMPLE})[0]
-    runner_id = _runner(project)
-    with project.db.session() as session:
-        runner = session.get(Runner, runner_id)
-        assert runner is not None
-        job = service.claim_from_database(session, runner)
-        assert job is not None
-        job_id = job.id
-        service.start_job(session, project.settings, job)
-
+    job_id, _token = _claim(project, _runner(project))
     written = threading.Event()
     failures: list[BaseException] = []
 
