@@ -7,7 +7,8 @@ Starts a real `opencodehub serve` on a fresh data dir (SQLite, the embedded defa
 user and a PAT with the CLI, then measures:
 
 - ready time: from process start to the first 200 from /readyz;
-- idle RSS of the server's process tree, a few seconds after it became ready;
+- idle RSS and PSS of the server's process tree, a few seconds after it became ready (RSS
+  counts a page shared by several processes once in each; PSS divides it among them);
 - `GET /api/v3/user` with the PAT at N concurrent connections, driven by `wrk` (C, so the load
   generator costs little of the two cores): requests per second and latency percentiles.
 """
@@ -37,19 +38,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and its descendants, from /proc."""
+def _tree(pid: int) -> list[int]:
     pids = [pid]
     children_file = Path(f"/proc/{pid}/task/{pid}/children")
     if children_file.exists():
         pids += [int(child) for child in children_file.read_text().split()]
+    return pids
+
+
+def _sum_kb(pid: int, path: str, field: str) -> int:
     total_kb = 0
-    for each in pids:
-        status = Path(f"/proc/{each}/status")
-        if status.exists():
-            match = re.search(r"VmRSS:\s+(\d+) kB", status.read_text())
+    for each in _tree(pid):
+        source = Path(f"/proc/{each}/{path}")
+        if source.exists():
+            match = re.search(rf"^{field}:\s+(\d+) kB", source.read_text(), re.MULTILINE)
             total_kb += int(match.group(1)) if match else 0
-    return total_kb / 1024
+    return total_kb
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, from /proc: pages shared between them
+    (a pre-forked worker's, say) counted once per process that maps them."""
+    return _sum_kb(pid, "status", "VmRSS") / 1024
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of a process and its children: each shared page divided among the
+    processes that map it, so the sum is the memory the tree really holds."""
+    return _sum_kb(pid, "smaps_rollup", "Pss") / 1024
 
 
 def wait_ready(url: str, timeout: float = 30) -> float:
@@ -121,6 +137,14 @@ def main() -> None:
             # The benchmark measures throughput, not the rate limiter's refusals.
             "OCH_RATE_LIMIT_AUTHENTICATED": "100000000",
         }
+        # As an installed package is: pip compiles its modules when it installs them, whereas
+        # an editable install compiles each on first import (never, with
+        # PYTHONDONTWRITEBYTECODE set), which would add seconds to every start measured here.
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(ROOT / "src")],
+            check=True,
+            capture_output=True,
+        )
         subprocess.run([OPENCODEHUB, "migrate"], env=env, check=True, capture_output=True)
         subprocess.run(
             [
@@ -156,7 +180,7 @@ def main() -> None:
         try:
             ready_s = wait_ready(url)
             time.sleep(3)
-            idle_rss = tree_rss_mb(server.pid)
+            idle_rss, idle_pss = tree_rss_mb(server.pid), tree_pss_mb(server.pid)
             run_wrk(url, token, 3, args.connections)  # warm-up
             figures = run_wrk(url, token, args.duration, args.connections)
             loaded_rss = tree_rss_mb(server.pid)
@@ -166,6 +190,7 @@ def main() -> None:
 
     print(f"serve ready in          {ready_s:.2f} s")
     print(f"idle RSS                {idle_rss:.1f} MB")
+    print(f"idle PSS                {idle_pss:.1f} MB")
     print(f"RSS after load          {loaded_rss:.1f} MB")
     load = f"{args.connections} connections, {args.duration} s, workers={args.workers}"
     if args.migrate:

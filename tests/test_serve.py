@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from opencodehub import serve
 from opencodehub.config import Settings
 from opencodehub.db import migrate as migrations
 from opencodehub.db.engine import Database
+from tests.conftest import free_port
 
 
 async def _loop_module() -> str:
@@ -49,3 +58,78 @@ def test_a_failed_migration_stops_the_server(tmp_path: Path) -> None:
     migration = serve.start_migration(settings)
     with pytest.raises(SystemExit, match="could not be migrated"):
         serve.finish_migration(migration)
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _ssh_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+            return connection.recv(64).startswith(b"SSH-2.0-")
+    except OSError:
+        return False
+
+
+def test_several_workers_are_forked_from_one_built_app_and_replaced_when_one_dies(
+    tmp_path: Path,
+) -> None:
+    http_port, ssh_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "OCH_DATA_DIR": str(tmp_path / "data"),
+        "OCH_HTTP_PORT": str(http_port),
+        "OCH_SSH_PORT": str(ssh_port),
+        "OCH_WORKERS": "2",
+    }
+    env.pop("OCH_DATABASE_URL", None)
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "opencodehub", "serve"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        _wait_for(lambda: _ready(url) and len(_children(server.pid)) == 3)
+        # Two HTTP workers and the SSH server, all forked from the parent: no new interpreter
+        # started them (its command line would differ), so none imported the app again.
+        first, *_ = children = _children(server.pid)
+        command = Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        assert all(Path(f"/proc/{child}/cmdline").read_bytes() == command for child in children)
+        _wait_for(lambda: _ssh_answers(ssh_port))  # host keys are made on first start
+        assert {httpx.get(url + "/healthz", timeout=5).status_code for _ in range(20)} == {200}
+
+        os.kill(first, signal.SIGKILL)
+        _wait_for(lambda: first not in _children(server.pid) and len(_children(server.pid)) == 3)
+        assert _ready(url)
+
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=40)
+        output = log.read_text()
+        assert server.returncode == 0, output
+        assert "worker exited; forking another" in output
+        assert not any(Path(f"/proc/{child}").exists() for child in children[1:])
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Coroutine
@@ -102,17 +103,6 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def create_worker_app() -> Any:
-    """The app of one `OCH_WORKERS` > 1 process (uvicorn's factory), tuned as `run_server`'s."""
-    from opencodehub.app import create_app
-
-    tune_memory()
-    app = create_app()
-    release_memory()
-    freeze_startup_objects()
-    return app
-
-
 async def trim_memory_forever(interval: float = TRIM_INTERVAL_SECONDS) -> None:
     """`release_memory()` every `interval` seconds, off the event loop."""
     while True:
@@ -172,6 +162,20 @@ def finish_migration(migration: subprocess.Popen[bytes]) -> None:
         raise SystemExit("opencodehub serve: the database could not be migrated (see above)")
 
 
+def http_config(app: Any, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+        timeout_keep_alive=30,
+        ws=WEBSOCKETS,
+    )
+
+
 async def run_server(settings: Settings, *, migrate: bool = True) -> None:
     from opencodehub.app import create_app
 
@@ -185,18 +189,7 @@ async def run_server(settings: Settings, *, migrate: bool = True) -> None:
         await asyncio.to_thread(finish_migration, migration)
     release_memory()  # what importing and building the app left behind
     freeze_startup_objects()
-    config = uvicorn.Config(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        server_header=False,
-        timeout_keep_alive=30,
-        ws=WEBSOCKETS,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(http_config(app, settings))
     tasks = [asyncio.create_task(server.serve(), name="http")]
     trimmer = asyncio.create_task(trim_memory_forever(), name="malloc-trim")
     ssh_server = None
@@ -231,46 +224,47 @@ async def run_ssh_only(settings: Settings) -> None:
 
 
 def run_multiprocess(settings: Settings, *, migrate: bool = True) -> None:
-    """`OCH_WORKERS` > 1: uvicorn's supervisor runs that many app processes on one socket, and
-    the SSH server runs in a child process of its own (`opencodehub ssh`)."""
-    import os
-    import subprocess
-
-    from opencodehub.db import migrate as migrations
+    """`OCH_WORKERS` > 1: the app is imported, built and frozen once, then that many HTTP
+    workers and the SSH server are forked from it (`supervisor.py`), all serving one socket."""
+    from opencodehub.app import create_app
+    from opencodehub.supervisor import Role, Supervisor
 
     configure_logging(settings.log_level, settings.log_format)
+    tune_memory()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if migrate:
-        database = Database(settings.effective_database_url)
-        migrations.upgrade(database)
-        database.dispose()
-    # Workers build their app from the environment, so command-line overrides travel there.
-    os.environ.update(
-        {
-            "OCH_HTTP_HOST": settings.http_host,
-            "OCH_HTTP_PORT": str(settings.http_port),
-            "OCH_DATA_DIR": str(settings.data_dir),
-        }
-    )
-    ssh_child = None
+    database = Database(settings.effective_database_url)
+    migration = start_migration(settings) if migrate else None
+    app = create_app(settings, database)
+    if migration is not None:
+        finish_migration(migration)
+    config = http_config(app, settings)
+    listener = config.bind_socket()
+
+    def serve_http() -> int:
+        # Connections the parent may have opened are its own; the child opens its own.
+        database.engine.dispose(close=False)
+        run_event_loop(_serve_on(config, listener))
+        return 0
+
+    def serve_ssh() -> int:
+        run_event_loop(run_ssh_only(settings))
+        return 0
+
+    roles = [Role("http", serve_http, settings.workers)]
     if settings.ssh_enabled:
-        ssh_child = subprocess.Popen([sys.executable, "-m", "opencodehub", "ssh"])
+        roles.append(Role("ssh", serve_ssh))
+    release_memory()
+    freeze_startup_objects()
     _announce(settings)
     try:
-        uvicorn.run(
-            "opencodehub.serve:create_worker_app",
-            factory=True,
-            host=settings.http_host,
-            port=settings.http_port,
-            workers=settings.workers,
-            log_config=None,
-            access_log=False,
-            proxy_headers=True,
-            server_header=False,
-            timeout_keep_alive=30,
-            ws=WEBSOCKETS,
-        )
+        Supervisor(roles).run()
     finally:
-        if ssh_child is not None:
-            ssh_child.terminate()
-            ssh_child.wait(timeout=10)
+        listener.close()
+
+
+async def _serve_on(config: uvicorn.Config, listener: socket.socket) -> None:
+    trimmer = asyncio.create_task(trim_memory_forever(), name="malloc-trim")
+    try:
+        await uvicorn.Server(config).serve(sockets=[listener])
+    finally:
+        trimmer.cancel()
