@@ -208,6 +208,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for(
+    condition: Callable[[], object],
+    what: str = "condition",
+    timeout: float = 10,
+    poll: float = 0.05,
+) -> None:
+    """Poll `condition` until it is true; fail naming `what` once `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll)
+
+
 @dataclass
 class LiveServer:
     url: str

@@ -8,8 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,7 +17,7 @@ from opencodehub import serve
 from opencodehub.config import Settings
 from opencodehub.db import migrate as migrations
 from opencodehub.db.engine import Database
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 
 async def _loop_module() -> str:
@@ -65,14 +63,6 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in children.read_text().split()] if children.exists() else []
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def _ready(url: str) -> bool:
     try:
         return httpx.get(url + "/readyz", timeout=2).status_code == 200
@@ -110,17 +100,21 @@ def test_several_workers_are_forked_from_one_built_app_and_replaced_when_one_die
         )
     url = f"http://127.0.0.1:{http_port}"
     try:
-        _wait_for(lambda: _ready(url) and len(_children(server.pid)) == 3)
+        wait_for(lambda: _ready(url) and len(_children(server.pid)) == 3, "three workers", 60)
         # Two HTTP workers and the SSH server, all forked from the parent: no new interpreter
         # started them (its command line would differ), so none imported the app again.
         first, *_ = children = _children(server.pid)
         command = Path(f"/proc/{server.pid}/cmdline").read_bytes()
         assert all(Path(f"/proc/{child}/cmdline").read_bytes() == command for child in children)
-        _wait_for(lambda: _ssh_answers(ssh_port))  # host keys are made on first start
+        # The SSH server makes its host keys on its first start.
+        wait_for(lambda: _ssh_answers(ssh_port), "the SSH server", 60)
         assert {httpx.get(url + "/healthz", timeout=5).status_code for _ in range(20)} == {200}
 
         os.kill(first, signal.SIGKILL)
-        _wait_for(lambda: first not in _children(server.pid) and len(_children(server.pid)) == 3)
+        wait_for(
+            lambda: first not in _children(server.pid) and len(_children(server.pid)) == 3,
+            "a replacement worker",
+        )
         assert _ready(url)
 
         server.send_signal(signal.SIGTERM)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from opencodehub.supervisor import Role, Supervisor
+from tests.conftest import wait_for
 
 SCRIPT = """
 import os, sys, time
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from opencodehub import supervisor
 from opencodehub.supervisor import Role, Supervisor
+from tests.conftest import wait_for
 
 supervisor.RESTART_PAUSE_SECONDS = 0.3
 out = Path(sys.argv[1])
@@ -54,14 +56,6 @@ print("exit", Supervisor(roles).run(), flush=True)
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def _alive(pid: int) -> bool:
@@ -107,11 +101,11 @@ def test_a_child_that_dies_is_forked_again_and_a_stop_ends_them_all(
     tmp_path: Path, run_supervisor: Callable[..., subprocess.Popen[str]]
 ) -> None:
     process = run_supervisor()
-    _wait_for(lambda: len(_lines(tmp_path / "steady")) == 2)
+    wait_for(lambda: len(_lines(tmp_path / "steady")) == 2)
     first, second = (int(pid) for pid in _lines(tmp_path / "steady"))
 
     os.kill(first, signal.SIGKILL)
-    _wait_for(lambda: len(_lines(tmp_path / "steady")) == 3)
+    wait_for(lambda: len(_lines(tmp_path / "steady")) == 3)
     replacement = int(_lines(tmp_path / "steady")[2])
     assert replacement not in (first, second)
     assert _alive(second) and _alive(replacement)
@@ -127,7 +121,7 @@ def test_a_child_that_cannot_start_is_retried_after_a_pause(
     tmp_path: Path, run_supervisor: Callable[..., subprocess.Popen[str]]
 ) -> None:
     process = run_supervisor("--with-failing")
-    _wait_for(lambda: len(_lines(tmp_path / "steady")) == 2)
+    wait_for(lambda: len(_lines(tmp_path / "steady")) == 2)
     time.sleep(1.5)
     attempts = len(_lines(tmp_path / "failing"))
     # One attempt at once, then one per 0.3 s pause at most: a failing child does not spin.

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from opencodehub.git import heap
+from tests.conftest import wait_for
 from tests.git.gitutil import CountingTrimmer
 
 
@@ -37,13 +38,6 @@ def test_meter_defaults_to_the_shared_trimmer_and_interval(
     assert trimmer.requests == 2
 
 
-def _wait_until(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
-
-
 def test_trimmer_runs_off_the_loop_and_one_trim_at_a_time() -> None:
     release = threading.Event()
     threads: list[int] = []
@@ -58,7 +52,7 @@ def test_trimmer_runs_off_the_loop_and_one_trim_at_a_time() -> None:
         loop_thread = threading.get_ident()
         trimmer.request()
         trimmer.request()  # the first one is still running: ignored
-        await asyncio.to_thread(_wait_until, lambda: len(threads) == 1)
+        await asyncio.to_thread(wait_for, lambda: len(threads) == 1, poll=0.005)
         assert trimmer.trims == 1
         assert threads == [threads[0]] and threads[0] != loop_thread
         release.set()
@@ -67,7 +61,7 @@ def test_trimmer_runs_off_the_loop_and_one_trim_at_a_time() -> None:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.005)
         trimmer.request()  # the first one is done: a new one starts
-        await asyncio.to_thread(_wait_until, lambda: len(threads) == 2)
+        await asyncio.to_thread(wait_for, lambda: len(threads) == 2, poll=0.005)
         assert trimmer.trims == 2
 
     asyncio.run(scenario())

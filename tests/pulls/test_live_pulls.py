@@ -3,14 +3,13 @@ background job that follows pushes."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from github import Auth, Github
-from tests.conftest import LiveServer, auth_header
+from tests.conftest import LiveServer, auth_header, wait_for
 from tests.git.gitutil import commit, create_repo, fsck, repo_url, run_git
 from tests.pulls.conftest import commit_on
 
@@ -20,14 +19,6 @@ from opencodehub.db.engine import Database
 from opencodehub.repos import forks, store
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_pygithub_creates_and_merges_with_each_method(
@@ -127,12 +118,12 @@ def test_git_push_synchronizes_and_fork_flow(
 
         return check
 
-    _wait_for(head_is(second), "synchronize")
+    wait_for(head_is(second), "synchronize", 30)
     assert str(parent_git.references["refs/pull/1/head"].target) == second
     run_git("reset", "-q", "--hard", first, cwd=work, home=home)
     forced = commit(work, home, {"topic.txt": "three\n"}, "rewritten")
     run_git("push", "-q", "-f", "origin", "topic", cwd=work, home=home)
-    _wait_for(head_is(forced), "forced synchronize")
+    wait_for(head_is(forced), "forced synchronize", 30)
     from opencodehub.pulls.models import PullRequestPush
 
     with db.session() as session:
