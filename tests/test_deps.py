@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import anyio.to_thread
 import httpx
 import pytest
+from fastapi import APIRouter
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from opencodehub import app as app_module
 from opencodehub.accounts.models import User
@@ -51,3 +57,54 @@ def test_more_requests_than_connections_all_succeed(
         assert asyncio.run(burst()) == [200] * 40
     finally:
         small.dispose()
+
+
+# Dependencies FastAPI runs on a worker thread because they are plain functions: each must do
+# blocking work (a database query, a password check, building a storage client on first use).
+# A dependency that only reads the request or the caller is `async def` instead: the hop to a
+# thread and back costs more than its work, on every request of every route that uses it.
+BLOCKING_DEPENDENCIES = {
+    "opencodehub.accounts.oauthapps.views.managed_owner",
+    "opencodehub.accounts.security.sudo.require_sudo",
+    "opencodehub.accounts.sso.views._admin_in_sudo",
+    "opencodehub.issues.views.repo_page",
+    "opencodehub.repos.api.redirect_moved_repository",
+    "opencodehub.repos.deps.RepoFor.<locals>.repository_for",
+    "opencodehub.repos.deps.RepoPageFor.<locals>.repository_page_for",
+    "opencodehub.repos.deps.WebRepoFor.<locals>.page_repository_for",
+    "opencodehub.storage.views.get_storage",
+    "opencodehub.storage.views.get_url_signer",
+    "opencodehub.web.csrf.verify_csrf",
+}
+
+
+def _thread_dependencies(dependant: Dependant) -> Iterator[str]:
+    for sub in dependant.dependencies:
+        call = inspect.unwrap(sub.call) if sub.call is not None else None
+        if call is not None and not (
+            inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+        ):
+            yield f"{call.__module__}.{call.__qualname__}"
+        yield from _thread_dependencies(sub)
+
+
+def test_only_dependencies_that_block_run_on_a_worker_thread(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, secret_key="k" * 32, _env_file=None)
+    app_module.create_app(settings, Database(settings.effective_database_url))  # every router
+    routers = {
+        id(value): value
+        for name, module in list(sys.modules.items())
+        if name.startswith("opencodehub.")
+        for value in list(vars(module).values())
+        if isinstance(value, APIRouter)
+    }
+    found = {
+        dependency
+        for router in routers.values()
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for dependency in _thread_dependencies(route.dependant)
+    }
+    assert len(routers) > 20
+    assert "opencodehub.web.csrf.verify_csrf" in found  # the walk sees nested dependencies
+    assert found <= BLOCKING_DEPENDENCIES, sorted(found - BLOCKING_DEPENDENCIES)

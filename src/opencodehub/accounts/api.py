@@ -102,7 +102,7 @@ def accepts_scopes(*scopes: str, required: bool = True) -> Any:
     `required`, refuse a token that has none of them. Passwords and sessions are not narrowed."""
     announced = ", ".join(scopes)
 
-    def dependency(request: Request, response: Response, actor: CurrentActor) -> None:
+    async def dependency(request: Request, response: Response, actor: CurrentActor) -> None:
         response.headers["X-Accepted-OAuth-Scopes"] = announced
         request.state.api_headers = {
             **getattr(request.state, "api_headers", {}),

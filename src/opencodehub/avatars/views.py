@@ -56,7 +56,7 @@ class PayloadTooLarge(OCHError):
     )
 
 
-def limit_upload_body(request: Request) -> None:
+async def limit_upload_body(request: Request) -> None:
     """Refuse a body over the cap from its declared length, before a byte of it is read.
 
     The server delivers no more than Content-Length bytes, so the form parser sees at most that.

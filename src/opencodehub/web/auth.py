@@ -58,7 +58,7 @@ def current_user(request: Request) -> User | None:
     return web_session.user if web_session is not None else None
 
 
-def require_web_user(request: Request, actor: CurrentActor) -> User:
+async def require_web_user(request: Request, actor: CurrentActor) -> User:
     """The signed-in user of an HTML page; anonymous visitors are sent to the sign-in page."""
     if actor.user is None:
         path = request.url.path
