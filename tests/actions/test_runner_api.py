@@ -342,3 +342,54 @@ def test_a_step_started_through_a_log_batch_is_never_run_again(
     released = client.post(f"{PREFIX}/jobs/{job_id}/release", headers=first.headers)
     assert released.json() == {"requeued": False}
     assert _poll(client, second).status_code == 204
+
+
+def test_the_completions_last_lines_join_the_stored_ones_in_the_archived_log(
+    client: TestClient,
+    project: Project,
+    register_runner: Callable[..., RunnerHandle],
+    monkeypatch: Any,
+) -> None:
+    """The last lines go straight into the archived log: a line the server holds already wins
+    over the completion's copy, and lines after a gap keep their order. When the log cannot be
+    archived, every line (the last ones too) stays in the database."""
+    runner = register_runner()
+    project.push({".github/workflows/ci.yml": SIMPLE})
+    job_id = _poll(client, runner).json()["spec"]["job_id"]
+    url = f"{PREFIX}/jobs/{job_id}"
+    held = {"start": 0, "lines": [{"step": None, "text": f"held {n}"} for n in range(3)]}
+    assert client.post(f"{url}/logs", json=held, headers=runner.headers).json() == {"next_index": 3}
+    late = {"start": 6, "lines": [{"step": 0, "text": "late 6"}]}
+    assert client.post(f"{url}/logs", json=late, headers=runner.headers).json() == {"next_index": 3}
+    tail = {"start": 2, "lines": [{"step": 0, "text": f"tail {n}"} for n in range(2, 6)]}
+    done = {**RESULT_OK, "logs": tail}
+    assert client.post(f"{url}/complete", json=done, headers=runner.headers).status_code == 204
+    text = client.get(f"/api/v3/repos/octo/demo/actions/jobs/{job_id}/logs").text
+    tails = [f"tail {n}" for n in range(3, 6)]
+    assert text.splitlines() == ["held 0", "held 1", "held 2", *tails, "late 6"]
+    with project.db.session() as session:
+        job = session.get(WorkflowJob, job_id)
+        assert job is not None
+        assert (job.log_key, job.log_lines) == (f"logs/{job_id}", 7)
+        assert session.scalars(select(JobLogLine).where(JobLogLine.job_id == job_id)).all() == []
+
+    # Storage fails: the job completes all the same, its lines stay in the database.
+    from opencodehub.storage.local import LocalStorage
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(LocalStorage, "put", broken)
+    second = _poll(client, runner).json()["spec"]["job_id"]
+    url = f"{PREFIX}/jobs/{second}"
+    first = {"start": 0, "lines": [{"step": None, "text": "one"}]}
+    assert client.post(f"{url}/logs", json=first, headers=runner.headers).status_code == 200
+    tail = {"start": 0, "lines": [{"step": None, "text": "dup"}, {"step": 0, "text": "two"}]}
+    done = {**RESULT_OK, "logs": tail}
+    assert client.post(f"{url}/complete", json=done, headers=runner.headers).status_code == 204
+    with project.db.session() as session:
+        job = session.get(WorkflowJob, second)
+        assert job is not None
+        assert (job.status, job.log_key, job.log_lines) == ("completed", None, 2)
+    text = client.get(f"/api/v3/repos/octo/demo/actions/jobs/{second}/logs").text
+    assert text == "one\ntwo\n"

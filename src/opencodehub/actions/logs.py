@@ -32,6 +32,7 @@ log = get_logger("opencodehub.actions.logs")
 
 CHANNEL_PREFIX = "och:actions:log:"
 READ_BATCH = 5000
+_LINES = JobLogLine.__table__
 
 
 @dataclass(frozen=True)
@@ -48,42 +49,62 @@ def storage_key(job_id: int) -> str:
 def append(session: Session, job: WorkflowJob, start: int, lines: Sequence[LogLine]) -> int:
     """Store lines `start`…; returns how many consecutive lines from 0 the job now has."""
     if lines:
-        wanted = range(start, start + len(lines))
-        for _attempt in range(3):
-            have = set(
-                session.scalars(
-                    select(JobLogLine.idx).where(
-                        JobLogLine.job_id == job.id,
-                        JobLogLine.idx >= wanted.start,
-                        JobLogLine.idx < wanted.stop,
-                    )
+        # What the request changed on the job (its lease) is written first, as a query would:
+        # its row is locked before the lines are, whichever way they are inserted.
+        session.flush()
+        rows = [
+            {"job_id": job.id, "idx": idx, "step": line.step, "text": line.text.replace("\x00", "")}
+            for idx, line in enumerate(lines, start)
+        ]
+        if not _insert_missing(session, rows):
+            _insert_checked(session, job, start, rows)
+    return _contiguous(session, job)
+
+
+def _insert_missing(session: Session, rows: list[dict[str, Any]]) -> bool:
+    """Insert the rows whose index the job does not hold yet, in one statement where the engine
+    can skip duplicates itself (SQLite, PostgreSQL); False elsewhere."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        return False
+    session.execute(dialect_insert(_LINES).on_conflict_do_nothing(), rows)
+    return True
+
+
+def _insert_checked(
+    session: Session, job: WorkflowJob, start: int, rows: list[dict[str, Any]]
+) -> None:
+    """The same, reading which indices the job holds first (MariaDB's INSERT IGNORE would also
+    hide other errors)."""
+    stop = start + len(rows)
+    for _attempt in range(3):
+        have = set(
+            session.scalars(
+                select(JobLogLine.idx).where(
+                    JobLogLine.job_id == job.id, JobLogLine.idx >= start, JobLogLine.idx < stop
                 )
             )
-            rows = [
-                {
-                    "job_id": job.id,
-                    "idx": idx,
-                    "step": line.step,
-                    "text": line.text.replace("\x00", ""),
-                }
-                for idx, line in zip(wanted, lines, strict=True)
-                if idx not in have
-            ]
-            if not rows:
-                break
-            try:
-                with session.begin_nested():
-                    session.execute(insert(JobLogLine), rows)
-                break
-            except IntegrityError:
-                continue  # the same batch arrived twice at once; the next pass skips its lines
-    return _contiguous(session, job)
+        )
+        missing = [row for row in rows if row["idx"] not in have]
+        if not missing:
+            return
+        try:
+            with session.begin_nested():
+                session.execute(insert(_LINES), missing)
+            return
+        except IntegrityError:
+            continue  # the same batch arrived twice at once; the next pass skips its lines
 
 
 def _contiguous(session: Session, job: WorkflowJob) -> int:
     """Lines 0…n-1 all present: n. Batches may arrive out of order after a retry."""
-    count = session.scalar(select(func.count()).where(JobLogLine.job_id == job.id)) or 0
-    highest = session.scalar(select(func.max(JobLogLine.idx)).where(JobLogLine.job_id == job.id))
+    count, highest = session.execute(
+        select(func.count(), func.max(JobLogLine.idx)).where(JobLogLine.job_id == job.id)
+    ).one()
     if highest is None:
         job.log_lines = 0
         return 0
@@ -133,22 +154,60 @@ def _read_archived(settings: Settings, job: WorkflowJob) -> list[Line]:
     return lines
 
 
-def archive(session: Session, settings: Settings, job: WorkflowJob) -> None:
-    """Move a finished job's lines to object storage; the rows go once the object is written."""
+def archive(
+    session: Session,
+    settings: Settings,
+    job: WorkflowJob,
+    tail_start: int = 0,
+    tail: Sequence[LogLine] = (),
+) -> None:
+    """Move a finished job's lines to object storage; the rows go once the object is written.
+    `tail` (lines `tail_start`…, the last ones, which the completion carries) goes straight into
+    the object instead of through the table; a line the table holds already wins, as in
+    `append`. If this raises, nothing of `tail` is stored: the caller appends it instead."""
     if job.log_key:
         return
     from opencodehub.storage.factory import build_storage
 
-    def chunks() -> Iterator[bytes]:
+    pending = [
+        (idx, line.step, line.text.replace("\x00", "")) for idx, line in enumerate(tail, tail_start)
+    ]
+    contiguous = 0
+
+    def merged() -> Iterator[tuple[int, int | None, str]]:
+        position = 0
         after = -1
         while True:
-            rows = read(session, settings, job, after)
-            if not rows:
-                return
-            yield "".join(
-                json.dumps([row.step, row.text], ensure_ascii=False) + "\n" for row in rows
-            ).encode()
-            after = rows[-1].idx
+            rows = session.execute(
+                select(JobLogLine.idx, JobLogLine.step, JobLogLine.text)
+                .where(JobLogLine.job_id == job.id, JobLogLine.idx > after)
+                .order_by(JobLogLine.idx)
+                .limit(READ_BATCH)
+            ).all()
+            for idx, step, text in rows:
+                while position < len(pending) and pending[position][0] < idx:
+                    yield pending[position]
+                    position += 1
+                if position < len(pending) and pending[position][0] == idx:
+                    position += 1
+                yield idx, step, text
+            if len(rows) < READ_BATCH:
+                break
+            after = rows[-1][0]
+        yield from pending[position:]
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal contiguous
+        batch: list[str] = []
+        for idx, step, text in merged():
+            if idx == contiguous:
+                contiguous += 1
+            batch.append(json.dumps([step, text], ensure_ascii=False) + "\n")
+            if len(batch) >= READ_BATCH:
+                yield "".join(batch).encode()
+                batch = []
+        if batch:
+            yield "".join(batch).encode()
 
     key = storage_key(job.id)
     storage = build_storage(settings)
@@ -158,6 +217,7 @@ def archive(session: Session, settings: Settings, job: WorkflowJob) -> None:
         storage.close()
     session.execute(delete(JobLogLine).where(JobLogLine.job_id == job.id))
     job.log_key = key
+    job.log_lines = contiguous
 
 
 def plain_text(lines: Sequence[Line]) -> str:
