@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 from fastapi.testclient import TestClient
 
 
@@ -34,3 +37,25 @@ def test_openapi_is_served_under_api_prefix(client: TestClient) -> None:
     response = client.get("/api/v3/openapi.json")
     assert response.status_code == 200
     assert response.json()["info"]["title"] == "OpenCodeHub"
+
+
+def test_request_ids_are_fresh_in_every_forked_worker() -> None:
+    """Workers are forked from one parent (`supervisor.py`): each must draw its own ids, not
+    repeat its siblings' sequence."""
+    script = (
+        "import os\n"
+        "from opencodehub.ops import new_request_id\n"
+        "new_request_id()\n"
+        "read, write = os.pipe()\n"
+        "if os.fork() == 0:\n"
+        "    os.write(write, new_request_id().encode())\n"
+        "    os._exit(0)\n"
+        "os.wait()\n"
+        "print(new_request_id(), os.read(read, 64).decode())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    parent, child = result.stdout.split()
+    assert len(parent) == len(child) == 32
+    assert parent != child
