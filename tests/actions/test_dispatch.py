@@ -25,6 +25,7 @@ from opencodehub.core.errors import NotFound
 from opencodehub.runner.jobspec import JobResult
 from tests.actions.conftest import SIMPLE, Project
 from tests.actions.test_runs import _claim, _runner
+from tests.repos.git_helpers import commit_files
 
 
 def test_a_claim_nobody_received_is_queued_again_as_if_never_taken(project: Project) -> None:
@@ -61,6 +62,39 @@ def test_a_claim_nobody_received_is_queued_again_as_if_never_taken(project: Proj
         # A job whose steps started is the runner's: only the reaper or the runner ends it.
         assert not service.unclaim_job(session, project.settings, runner, job_id)
         assert not service.unclaim_job(session, project.settings, runner, job_id + 1000)
+
+
+def test_queued_jobs_reach_the_queue_when_their_transaction_commits(project: Project) -> None:
+    """Not when a savepoint inside it is released (commit statuses, steps are written in
+    some) or rolled back: a runner taking the id before the commit would find the job not
+    queued yet and drop it."""
+    queue = actions_queue.get_queue("")
+    assert isinstance(queue, actions_queue.EmbeddedQueue)
+    sha = commit_files(project.settings, project.repo, {".github/workflows/two.yml": TWO.encode()})
+    update = {"ref": "refs/heads/main", "before": "0" * 40, "after": sha, "created": True}
+    payload = {
+        "repository_id": project.repo.id,
+        "repository": f"{project.owner.username}/{project.repo.name}",
+        "pusher_id": project.owner.id,
+        "pusher": project.owner.username,
+        "pushed_at": sha,
+        "updates": [{**update, "deleted": False, "forced": False}],
+    }
+    seen: list[int] = []
+    with project.db.session() as session:
+        assert len(service.handle_push(session, project.settings, payload)) == 1
+        seen.append(queue.pending())
+        with session.begin_nested():
+            pass
+        seen.append(queue.pending())
+        try:
+            with session.begin_nested():
+                raise ValueError("rolled back")
+        except ValueError:
+            pass
+        seen.append(queue.pending())
+    assert seen == [0, 0, 0]
+    assert queue.pending() == 2
 
 
 TWO = """

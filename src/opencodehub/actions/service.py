@@ -78,21 +78,30 @@ def _after_commit(session: Session, settings: Settings, action: Callable[[], Non
     if pending is None:
         pending = []
         session.info["actions_after_commit"] = pending
-
-        def run(_session: Session) -> None:
-            actions = session.info.pop("actions_after_commit", [])
-            for item in actions:
-                try:
-                    item()
-                except Exception:
-                    log.exception("actions post-commit step failed")
-
-        def forget(_session: Session) -> None:
-            session.info.pop("actions_after_commit", None)
-
-        sa_event.listen(session, "after_commit", run, once=True)
-        sa_event.listen(session, "after_rollback", forget, once=True)
+    if not session.info.get("actions_after_commit_hooked"):
+        session.info["actions_after_commit_hooked"] = True
+        sa_event.listen(session, "after_commit", _run_after_commit)
+        sa_event.listen(session, "after_rollback", _forget_after_commit)
     pending.append(action)
+
+
+# SQLAlchemy sends after_commit and after_rollback for savepoints too: a savepoint released (a
+# commit status written) or rolled back (a duplicate step) inside the transaction is not its end.
+
+
+def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
+    for item in session.info.pop("actions_after_commit", []):
+        try:
+            item()
+        except Exception:
+            log.exception("actions post-commit step failed")
+
+
+def _forget_after_commit(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop("actions_after_commit", None)
 
 
 def _enqueue_after_commit(session: Session, settings: Settings, job: WorkflowJob) -> None:
