@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,8 +11,9 @@ from fastapi.testclient import TestClient
 from opencodehub.accounts.models import User
 from opencodehub.config import Settings
 from opencodehub.db.engine import Database
-from opencodehub.repos.models import CommitState, Visibility
-from opencodehub.repos.statuses import combine
+from opencodehub.repos import statuses
+from opencodehub.repos.models import CommitState, Repository, Visibility
+from opencodehub.repos.statuses import NewStatus, combine
 from tests.conftest import auth_header
 from tests.repos.git_helpers import commit_files, create_repo
 
@@ -156,3 +158,58 @@ def test_private_repository_statuses_are_not_found_for_others(
     assert client.get(f"{API}/commits/{sha}/status", headers=bob_headers).status_code == 404
     posted = client.post(f"{API}/statuses/{sha}", json={"state": "success"}, headers=bob_headers)
     assert posted.status_code == 404
+
+
+def test_several_statuses_at_once_keep_their_order_and_set_statuss_checks(
+    db: Database, settings: Settings, make_user: Callable[..., User], monkeypatch: Any
+) -> None:
+    alice = make_user("alice")
+    repo = create_repo(db, settings, alice)
+    sha = commit_files(settings, repo, {"a.txt": b"one\n"})
+    batch = [
+        NewStatus(repo.id, sha.upper(), "pending", "ci / a", "Queued", None, alice.id),
+        NewStatus(repo.id, sha, "bogus", "ci / b"),
+        NewStatus(repo.id, sha, "pending", "ci / b", target_url="ftp://example.com/x"),
+        NewStatus(repo.id, sha, "success", "ci / a", "Successful", "https://example.com/1"),
+        NewStatus(repo.id, sha, "failure", " ci / b ", None, None, alice.id),
+    ]
+    with db.session() as session:
+        results = statuses.set_statuses(session, batch)
+    assert [None if error is None else error.errors[0].field for error in results] == [
+        None,
+        "state",
+        "target_url",
+        None,
+        None,
+    ]
+    with db.session() as session:
+        repository = session.get(Repository, repo.id)
+        assert repository is not None
+        rows, _more = statuses.list_statuses(session, repository, sha)
+        assert [(s.context, s.state, s.description, s.target_url, s.creator_id) for s in rows] == [
+            ("ci / b", CommitState.FAILURE, None, None, alice.id),
+            ("ci / a", CommitState.SUCCESS, "Successful", "https://example.com/1", None),
+            ("ci / a", CommitState.PENDING, "Queued", None, alice.id),
+        ]
+        latest = statuses.latest_by_context(session, repository, sha)
+        assert [(s.context, s.state) for s in latest] == [
+            ("ci / a", CommitState.SUCCESS),
+            ("ci / b", CommitState.FAILURE),
+        ]
+
+    # Near the per-context limit each status is counted before it goes in, as set_status does.
+    monkeypatch.setattr(statuses, "MAX_STATUSES_PER_CONTEXT", 4)
+    more = [NewStatus(repo.id, sha, "success", context) for context in ("ci / a", "ci / c")] * 2
+    with db.session() as session:
+        results = statuses.set_statuses(session, more)
+    assert [error is None for error in results] == [True, True, True, True]
+    with db.session() as session:
+        results = statuses.set_statuses(session, more)
+    assert [error is None for error in results] == [False, True, False, True]
+    assert results[0] is not None and "maximum number of statuses" in str(results[0].errors)
+    with db.session() as session:
+        repository = session.get(Repository, repo.id)
+        assert repository is not None
+        rows, _more = statuses.list_statuses(session, repository, sha)
+        contexts = [s.context for s in rows]
+        assert (contexts.count("ci / a"), contexts.count("ci / c")) == (4, 4)

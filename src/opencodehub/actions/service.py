@@ -1352,13 +1352,15 @@ def _status_sha(run: WorkflowRun) -> str:
 def _report_status(
     session: Session, settings: Settings, run: WorkflowRun, job: WorkflowJob
 ) -> None:
-    """The job's result as a commit status `{workflow} / {job}` (when statuses exist)."""
+    """The job's state as a commit status `{workflow} / {job}` (when statuses exist). The
+    statuses of a transaction are written together, in order, just before it commits (a new
+    run's queued jobs in one insert): see _write_statuses."""
     try:
         statuses = importlib.import_module("opencodehub.repos.statuses")
     except ModuleNotFoundError:
         return
-    set_status = getattr(statuses, "set_status", None)
-    if set_status is None or reusable.is_call(run.workflow_data or {}, job.job_key):
+    new_status = getattr(statuses, "NewStatus", None)
+    if new_status is None or reusable.is_call(run.workflow_data or {}, job.job_key):
         return
     if job.status == JobStatus.COMPLETED and job.conclusion is not None:
         state, description = _STATUS_STATES[job.conclusion]
@@ -1370,20 +1372,50 @@ def _report_status(
         f"{settings.effective_base_url}/{run.repository.full_name}/actions/runs/{run.id}"
         f"/jobs/{job.id}"
     )
+    status = new_status(
+        repository_id=run.repository_id,
+        sha=_status_sha(run),
+        state=state,
+        context=f"{run.name} / {job.name}"[:255],
+        description=description,
+        target_url=url,
+        creator_id=run.actor_id,
+    )
+    pending: list[tuple[Any, int, int]] | None = session.info.get("actions_statuses")
+    if pending is None:
+        pending = []
+        session.info["actions_statuses"] = pending
+    if not session.info.get("actions_statuses_hooked"):
+        session.info["actions_statuses_hooked"] = True
+        sa_event.listen(session, "before_commit", _write_statuses)
+        sa_event.listen(session, "after_rollback", _forget_statuses)
+    pending.append((status, run.id, job.id))
+
+
+def _write_statuses(session: Session) -> None:
+    """Before the transaction commits (not a savepoint: SQLAlchemy calls this for those too):
+    its commit statuses, in the order they were reported, in a savepoint of their own, so
+    that a status that cannot be written never fails what the transaction did."""
+    if session.in_nested_transaction():
+        return
+    pending: list[tuple[Any, int, int]] = session.info.pop("actions_statuses", [])
+    if not pending:
+        return
+    statuses = importlib.import_module("opencodehub.repos.statuses")
     try:
         with session.begin_nested():
-            set_status(
-                session,
-                run.repository,
-                _status_sha(run),
-                state=state,
-                context=f"{run.name} / {job.name}"[:255],
-                description=description,
-                target_url=url,
-                creator=run.actor,
-            )
+            results = statuses.set_statuses(session, [status for status, _run, _job in pending])
     except Exception:
-        log.exception("commit status could not be set", run_id=run.id, job_id=job.id)
+        log.exception("commit statuses could not be set", count=len(pending))
+        return
+    for (_status, run_id, job_id), error in zip(pending, results, strict=True):
+        if error is not None:
+            log.error("commit status could not be set", run_id=run_id, job_id=job_id, error=error)
+
+
+def _forget_statuses(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop("actions_statuses", None)
 
 
 # Dispatch ---------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ earlier one in the combined view, and the list keeps every one of them. The comb
 follows GitHub's rule: `failure` if any latest status is `error` or `failure`, `pending` if there
 are none or any is `pending`, otherwise `success`.
 
-`set_status` is the one writer; the REST API, CI and any other tool call it.
+`set_status` is the writer the REST API and any other tool call; `set_statuses` records several
+at once with the same checks (Actions reports a run's jobs through it).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import User
 from opencodehub.core.errors import FieldError, ValidationFailed
 from opencodehub.core.pagination import Page
+from opencodehub.core.time import utcnow
 from opencodehub.repos.models import CommitState, CommitStatus, Repository
 
 # GitHub keeps at most 1000 statuses per sha and context.
@@ -82,6 +85,41 @@ def _validate_text(field_name: str, value: str | None, limit: int) -> str | None
     return value
 
 
+def _checked(
+    sha: str,
+    state: str | CommitState,
+    context: str | None,
+    description: str | None,
+    target_url: str | None,
+) -> tuple[str, CommitState, str, str | None, str | None]:
+    """(sha, state, context, description, target_url) as stored; ValidationFailed otherwise."""
+    sha = sha.lower()
+    if not FULL_SHA_RE.match(sha):
+        raise _invalid("sha", "sha must be a full commit id")
+    parsed = parse_state(state)
+    context = (context or "").strip() or "default"
+    _validate_text("context", context, MAX_CONTEXT_LENGTH)
+    description = _validate_text("description", description, MAX_DESCRIPTION_LENGTH)
+    return sha, parsed, context, description, _validate_target_url(target_url)
+
+
+def _count(session: Session, repository_id: int, sha: str, context: str) -> int:
+    return (
+        session.scalar(
+            select(func.count(CommitStatus.id)).where(
+                CommitStatus.repository_id == repository_id,
+                CommitStatus.sha == sha,
+                CommitStatus.context == context,
+            )
+        )
+        or 0
+    )
+
+
+def _too_many() -> ValidationFailed:
+    return _invalid("context", "This SHA and context has reached the maximum number of statuses.")
+
+
 def set_status(
     session: Session,
     repository: Repository,
@@ -95,25 +133,9 @@ def set_status(
 ) -> CommitStatus:
     """Record a status for `sha` (a full commit id the caller has checked exists). Raises
     ValidationFailed (422) with GitHub's messages for a bad state, context or URL."""
-    sha = sha.lower()
-    if not FULL_SHA_RE.match(sha):
-        raise _invalid("sha", "sha must be a full commit id")
-    parsed = parse_state(state)
-    context = (context or "").strip() or "default"
-    _validate_text("context", context, MAX_CONTEXT_LENGTH)
-    description = _validate_text("description", description, MAX_DESCRIPTION_LENGTH)
-    url = _validate_target_url(target_url)
-    count = session.scalar(
-        select(func.count(CommitStatus.id)).where(
-            CommitStatus.repository_id == repository.id,
-            CommitStatus.sha == sha,
-            CommitStatus.context == context,
-        )
-    )
-    if (count or 0) >= MAX_STATUSES_PER_CONTEXT:
-        raise _invalid(
-            "context", "This SHA and context has reached the maximum number of statuses."
-        )
+    sha, parsed, context, description, url = _checked(sha, state, context, description, target_url)
+    if _count(session, repository.id, sha, context) >= MAX_STATUSES_PER_CONTEXT:
+        raise _too_many()
     status = CommitStatus(
         repository_id=repository.id,
         sha=sha,
@@ -126,6 +148,87 @@ def set_status(
     session.add(status)
     session.flush()
     return status
+
+
+@dataclass(frozen=True)
+class NewStatus:
+    """One status for `set_statuses` (`set_status`'s arguments)."""
+
+    repository_id: int
+    sha: str
+    state: str | CommitState
+    context: str | None = "default"
+    description: str | None = None
+    target_url: str | None = None
+    creator_id: int | None = None
+
+
+def set_statuses(session: Session, statuses: Sequence[NewStatus]) -> list[ValidationFailed | None]:
+    """Record `statuses` in the order given (later ones are newer), with `set_status`'s checks,
+    in one insert: for many at once. Returns, for each, None when it was recorded, or the
+    ValidationFailed that `set_status` would have raised for it (it was left out).
+
+    The per-context limit costs one query per commit, which finds whether any of the contexts
+    is within the batch's size of the limit (as the database compares contexts); only then is
+    each status counted before it is inserted, as `set_status` does."""
+    results: list[ValidationFailed | None] = []
+    rows: list[tuple[int, dict[str, Any]]] = []  # (its place in `statuses`, the row)
+    for item in statuses:
+        try:
+            sha, state, context, description, url = _checked(
+                item.sha, item.state, item.context, item.description, item.target_url
+            )
+        except ValidationFailed as exc:
+            results.append(exc)
+            continue
+        row = {
+            "repository_id": item.repository_id,
+            "sha": sha,
+            "state": state,
+            "context": context,
+            "description": description,
+            "target_url": url,
+            "creator_id": item.creator_id,
+        }
+        rows.append((len(results), row))
+        results.append(None)
+    if not rows:
+        return results
+    commits: dict[tuple[int, str], set[str]] = {}
+    for _index, row in rows:
+        commits.setdefault((row["repository_id"], row["sha"]), set()).add(row["context"])
+    near_limit = any(
+        session.execute(
+            select(CommitStatus.context)
+            .where(
+                CommitStatus.repository_id == repository_id,
+                CommitStatus.sha == sha,
+                CommitStatus.context.in_(sorted(contexts)),
+            )
+            .group_by(CommitStatus.context)
+            .having(func.count(CommitStatus.id) >= MAX_STATUSES_PER_CONTEXT - len(rows))
+            .limit(1)
+        ).first()
+        is not None
+        for (repository_id, sha), contexts in commits.items()
+    )
+    now = utcnow()
+    if not near_limit:
+        session.execute(
+            insert(CommitStatus.__table__),
+            [{**row, "created_at": now, "updated_at": now} for _index, row in rows],
+        )
+        return results
+    for index, row in rows:
+        if _count(session, row["repository_id"], row["sha"], row["context"]) >= (
+            MAX_STATUSES_PER_CONTEXT
+        ):
+            results[index] = _too_many()
+            continue
+        session.execute(
+            insert(CommitStatus.__table__), [{**row, "created_at": now, "updated_at": now}]
+        )
+    return results
 
 
 def list_statuses(
