@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pygit2
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts import service as accounts
@@ -392,6 +393,38 @@ def test_rename_leaves_a_redirect_and_can_go_back(
         located = service.locate(session, "alice", "old")
         assert located is not None and not located.redirected
         assert located.repository.name == "OLD"
+
+
+def test_locate_answers_again_from_memory_until_the_session_writes(
+    db: Database, settings: Settings, people: dict[str, User]
+) -> None:
+    repo = new_repo(db, settings, people["alice"], "old")
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.session() as session:
+            first = service.locate(session, "alice", "old")
+            looked_up = len(statements)
+            again = service.locate(session, "Alice", "OLD")
+            assert again == first and len(statements) == looked_up  # no statement the second time
+
+            alice = actor_of(reload(session, people["alice"]))
+            service.rename_repository(session, settings, alice, load(session, repo), "new")
+            renamed = service.locate(session, "alice", "old")
+            assert renamed is not None and renamed.redirected
+            current = service.locate(session, "alice", "new")
+            assert current is not None and not current.redirected
+
+            # A change not flushed yet is seen too: the memo is not used while one is pending.
+            load(session, repo).name = "newer"
+            load(session, repo).lower_name = "newer"
+            assert service.locate(session, "alice", "new") is None
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
 
 
 def test_a_new_repository_takes_a_redirected_name(

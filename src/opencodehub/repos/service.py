@@ -17,7 +17,7 @@ from typing import Any, Literal
 import pygit2
 from sqlalchemy import ColumnElement, Select, and_, delete, event, false, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from opencodehub.accounts import service as accounts
 from opencodehub.accounts.actor import Actor
@@ -208,11 +208,44 @@ class Located:
     redirected: bool
 
 
+# `locate` answers from this memo within one session until the session writes: a request on
+# `/repos/{owner}/{repo}/...` looks the repository up in its redirect check and again in its route.
+_LOCATED = "opencodehub.repos.located"
+_NOT_MEMOIZED = object()
+
+
+@event.listens_for(Session, "after_flush")
+@event.listens_for(Session, "after_transaction_end")
+def _forget_located(session: Session, *_: object) -> None:
+    session.info.pop(_LOCATED, None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _forget_located_on_write(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info.pop(_LOCATED, None)
+
+
 def locate(session: Session, owner_name: str, repo_name: str) -> Located | None:
     """Find a repository by owner and name (case-insensitive), following rename/transfer
     redirects. Does not authorize: callers must."""
     if not REPO_NAME_RE.match(repo_name or "") or not USERNAME_RE.match(owner_name or ""):
         return None
+    key = (owner_name.lower(), repo_name.lower())
+    # Pending changes (a rename not flushed yet) would make an earlier answer stale.
+    memo: dict[tuple[str, str], Located | None] | None = (
+        None if session.new or session.dirty or session.deleted else session.info.get(_LOCATED)
+    )
+    found = memo.get(key, _NOT_MEMOIZED) if memo is not None else _NOT_MEMOIZED
+    if found is not _NOT_MEMOIZED:
+        return found  # type: ignore[return-value]
+    located = _locate(session, owner_name, repo_name)
+    if not (session.new or session.dirty or session.deleted):
+        session.info.setdefault(_LOCATED, {})[key] = located
+    return located
+
+
+def _locate(session: Session, owner_name: str, repo_name: str) -> Located | None:
     owner = accounts.get_account(session, owner_name)
     if owner is None:
         return None
