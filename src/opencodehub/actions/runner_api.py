@@ -133,15 +133,18 @@ def _claim(
         runner = _runner(session, secret)
         runner.last_heartbeat_at = service.utcnow()
         labels = list(runner.labels)
-        if job_id is None:
-            job = service.claim_from_database(session, runner)
-        else:
-            job = service.claim_for_runner(session, job_id, runner)
-        if job is None:
-            hinted = session.get(WorkflowJob, job_id) if job_id is not None else None
-            if hinted is not None and hinted.status == JobStatus.QUEUED:
-                return None, labels, list(hinted.runs_on)
-            return None, labels, None
+        # The runner's row is written once, with the rest of the claim (its heartbeat and
+        # whether it is busy), not before the search and again after it.
+        with session.no_autoflush:
+            if job_id is None:
+                job = service.claim_from_database(session, runner)
+            else:
+                job = service.claim_for_runner(session, job_id, runner)
+            if job is None:
+                hinted = session.get(WorkflowJob, job_id) if job_id is not None else None
+                if hinted is not None and hinted.status == JobStatus.QUEUED:
+                    return None, labels, list(hinted.runs_on)
+                return None, labels, None
         spec = service.start_job(session, settings, job)
         return (
             JobAssignment(

@@ -1429,6 +1429,14 @@ def claim_job(session: Session, job_id: int, runner: Runner) -> WorkflowJob | No
         return None
     if not runner_accepts(runner.labels, job.runs_on):
         return None
+    taken = _take(session, job_id, runner)
+    if taken is None:
+        session.expire(job)
+    return taken
+
+
+def _take(session: Session, job_id: int, runner: Runner) -> WorkflowJob | None:
+    """The compare-and-set of a claim, then the job as it wrote it; None if it was not queued."""
     now = utcnow()
     taken = session.execute(
         update(WorkflowJob)
@@ -1445,26 +1453,30 @@ def claim_job(session: Session, job_id: int, runner: Runner) -> WorkflowJob | No
         .execution_options(synchronize_session=False)
     )
     if taken.rowcount != 1:
-        session.expire(job)
         return None
-    session.refresh(job)
+    job = session.get(WorkflowJob, job_id, populate_existing=True)
     runner.busy = True
     return job
 
 
 def claim_from_database(session: Session, runner: Runner, limit: int = 50) -> WorkflowJob | None:
-    """The oldest queued job this runner can take, found without the queue (its fallback)."""
+    """The oldest queued job this runner can take, found without the queue (its fallback).
+    The runner's scope (see _runner_may_run) is part of the search."""
+    query = select(WorkflowJob.id, WorkflowJob.runs_on).where(
+        WorkflowJob.status == JobStatus.QUEUED
+    )
+    if runner.repository_id is not None:
+        query = query.where(WorkflowJob.repository_id == runner.repository_id)
+    elif runner.owner_id is not None:
+        owned = select(Repository.id).where(Repository.owner_id == runner.owner_id)
+        query = query.where(WorkflowJob.repository_id.in_(owned))
     candidates = session.execute(
-        select(WorkflowJob.id, WorkflowJob.runs_on)
-        .where(WorkflowJob.status == JobStatus.QUEUED)
-        .order_by(WorkflowJob.queued_at, WorkflowJob.id)
-        .limit(limit)
+        query.order_by(WorkflowJob.queued_at, WorkflowJob.id).limit(limit)
     ).all()
     for job_id, labels in candidates:
-        if not _runner_may_run(session, runner, job_id):
-            continue
         if runner_accepts(runner.labels, labels):
-            job = claim_job(session, job_id, runner)
+            # Queued when read: the compare-and-set settles whether it still is.
+            job = _take(session, job_id, runner)
             if job is not None:
                 return job
     return None
