@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,21 @@ log = get_logger("opencodehub.actions.logs")
 
 CHANNEL_PREFIX = "och:actions:log:"
 READ_BATCH = 5000
+
+# Statements built once (building one costs more than running it on SQLite), on the table.
 _LINES = JobLogLine.__table__
+_COUNT_AND_HIGHEST = select(func.count(), func.max(_LINES.c.idx)).where(
+    _LINES.c.job_id == bindparam("job_id")
+)
+_INDICES = select(_LINES.c.idx).where(_LINES.c.job_id == bindparam("job_id")).order_by(_LINES.c.idx)
+_READ_AFTER = (
+    select(_LINES.c.idx, _LINES.c.step, _LINES.c.text)
+    .where(_LINES.c.job_id == bindparam("job_id"), _LINES.c.idx > bindparam("after"))
+    .order_by(_LINES.c.idx)
+    .limit(READ_BATCH)
+)
+_DELETE = _LINES.delete().where(_LINES.c.job_id == bindparam("job_id"))
+_INSERT_SKIPPING: dict[str, Any] = {}  # per dialect: INSERT ... ON CONFLICT DO NOTHING
 
 
 @dataclass(frozen=True)
@@ -48,10 +62,10 @@ def storage_key(job_id: int) -> str:
 
 def append(session: Session, job: WorkflowJob, start: int, lines: Sequence[LogLine]) -> int:
     """Store lines `start`…; returns how many consecutive lines from 0 the job now has."""
+    # What the request changed on the job (its lease) is written first, as a query would: its
+    # row is locked before the lines are, whichever way they are inserted.
+    session.flush()
     if lines:
-        # What the request changed on the job (its lease) is written first, as a query would:
-        # its row is locked before the lines are, whichever way they are inserted.
-        session.flush()
         rows = [
             {"job_id": job.id, "idx": idx, "step": line.step, "text": line.text.replace("\x00", "")}
             for idx, line in enumerate(lines, start)
@@ -64,14 +78,17 @@ def append(session: Session, job: WorkflowJob, start: int, lines: Sequence[LogLi
 def _insert_missing(session: Session, rows: list[dict[str, Any]]) -> bool:
     """Insert the rows whose index the job does not hold yet, in one statement where the engine
     can skip duplicates itself (SQLite, PostgreSQL); False elsewhere."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        return False
-    session.execute(dialect_insert(_LINES).on_conflict_do_nothing(), rows)
+    statement = _INSERT_SKIPPING.get(session.get_bind().dialect.name)
+    if statement is None:
+        dialect = session.get_bind().dialect.name
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            return False
+        statement = _INSERT_SKIPPING[dialect] = dialect_insert(_LINES).on_conflict_do_nothing()
+    session.execute(statement, rows)
     return True
 
 
@@ -102,18 +119,14 @@ def _insert_checked(
 
 def _contiguous(session: Session, job: WorkflowJob) -> int:
     """Lines 0…n-1 all present: n. Batches may arrive out of order after a retry."""
-    count, highest = session.execute(
-        select(func.count(), func.max(JobLogLine.idx)).where(JobLogLine.job_id == job.id)
-    ).one()
+    count, highest = session.execute(_COUNT_AND_HIGHEST, {"job_id": job.id}).one()
     if highest is None:
         job.log_lines = 0
         return 0
     if highest + 1 == count:
         job.log_lines = count
         return count
-    indices = session.scalars(
-        select(JobLogLine.idx).where(JobLogLine.job_id == job.id).order_by(JobLogLine.idx)
-    )
+    indices = session.scalars(_INDICES, {"job_id": job.id})
     expected = 0
     for idx in indices:
         if idx != expected:
@@ -127,12 +140,7 @@ def read(session: Session, settings: Settings, job: WorkflowJob, after: int = -1
     """The job's lines with an index above `after`, from the database or storage."""
     if job.log_key:
         return [line for line in _read_archived(settings, job) if line.idx > after]
-    rows = session.execute(
-        select(JobLogLine.idx, JobLogLine.step, JobLogLine.text)
-        .where(JobLogLine.job_id == job.id, JobLogLine.idx > after)
-        .order_by(JobLogLine.idx)
-        .limit(READ_BATCH)
-    ).all()
+    rows = session.execute(_READ_AFTER, {"job_id": job.id, "after": after}).all()
     return [Line(idx, step, text) for idx, step, text in rows]
 
 
@@ -178,12 +186,7 @@ def archive(
         position = 0
         after = -1
         while True:
-            rows = session.execute(
-                select(JobLogLine.idx, JobLogLine.step, JobLogLine.text)
-                .where(JobLogLine.job_id == job.id, JobLogLine.idx > after)
-                .order_by(JobLogLine.idx)
-                .limit(READ_BATCH)
-            ).all()
+            rows = session.execute(_READ_AFTER, {"job_id": job.id, "after": after}).all()
             for idx, step, text in rows:
                 while position < len(pending) and pending[position][0] < idx:
                     yield pending[position]
@@ -215,7 +218,7 @@ def archive(
         storage.put(key, chunks(), content_type="application/x-ndjson")
     finally:
         storage.close()
-    session.execute(delete(JobLogLine).where(JobLogLine.job_id == job.id))
+    session.execute(_DELETE, {"job_id": job.id})
     job.log_key = key
     job.log_lines = contiguous
 

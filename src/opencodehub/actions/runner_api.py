@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from opencodehub.actions import logs, runners, service
@@ -92,10 +92,13 @@ def _runner_secret(request: Request) -> str:
     return value.strip()
 
 
+_RUNNER_BY_SECRET = select(Runner).where(Runner.token_hash == bindparam("token_hash"))
+
+
 def _runner(session: Session, secret: str) -> Runner:
     if len(secret) > 255:
         raise BadRunnerCredentials()
-    runner = session.scalar(select(Runner).where(Runner.token_hash == sha256_hex(secret)))
+    runner = session.scalar(_RUNNER_BY_SECRET, {"token_hash": sha256_hex(secret)})
     if runner is None:
         raise BadRunnerCredentials()
     return runner

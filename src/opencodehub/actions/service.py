@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pygit2
-from sqlalchemy import case, func, literal, or_, select, update
+from sqlalchemy import bindparam, case, func, literal, or_, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import Permission
@@ -68,6 +68,87 @@ LEASE_SECONDS = 60.0
 REENQUEUE_AFTER = timedelta(seconds=30)
 MAX_REQUEUES = 1
 SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"  # noqa: S105 - a name pattern
+
+# Statements of the dispatch path (every claim, step and completion), built once: building one
+# costs more than running it on SQLite; on tables, they skip the ORM's compilation too. (The
+# session still autoflushes before each, as before any query.)
+_JOBS = WorkflowJob.__table__
+_STEPS = JobStep.__table__
+_NOW = bindparam("b_now", type_=_JOBS.c.started_at.type)
+_TAKE = (
+    _JOBS.update()
+    .where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.status == JobStatus.QUEUED)
+    .values(
+        status=JobStatus.IN_PROGRESS,
+        runner_id=bindparam("b_runner_id", type_=_JOBS.c.runner_id.type),
+        runner_name=bindparam("b_runner_name", type_=_JOBS.c.runner_name.type),
+        started_at=_NOW,
+        heartbeat_at=_NOW,
+        lease_count=_JOBS.c.lease_count + 1,
+        updated_at=_NOW,
+    )
+)
+_STILL_RUNNING = (
+    select(_JOBS.c.status, _JOBS.c.runner_id)
+    .where(_JOBS.c.id == bindparam("job_id"))
+    .with_for_update()
+)
+_RUNNING_ON = (
+    select(func.count())
+    .select_from(_JOBS)
+    .where(_JOBS.c.runner_id == bindparam("runner_id"), _JOBS.c.status == JobStatus.IN_PROGRESS)
+)
+_UNFINISHED_STATES = (
+    select(_JOBS.c.status)
+    .where(_JOBS.c.run_id == bindparam("run_id"), _JOBS.c.status != JobStatus.COMPLETED)
+    .distinct()
+)
+_PLACE_AMONG_SIBLINGS = select(
+    func.count(case((_JOBS.c.id < bindparam("job_id"), 1))), func.count()
+).where(_JOBS.c.run_id == bindparam("run_id"), _JOBS.c.job_key == bindparam("job_key"))
+_SECRETS = select(ActionSecret.__table__.c.name, ActionSecret.__table__.c.encrypted_value).where(
+    ActionSecret.__table__.c.repository_id == bindparam("repository_id")
+)
+_VARIABLES = select(ActionVariable.__table__.c.name, ActionVariable.__table__.c.value).where(
+    ActionVariable.__table__.c.repository_id == bindparam("repository_id")
+)
+_LOCK_RUN = (
+    select(WorkflowRun)
+    .options(lazyload("*"))  # an eager outer join cannot be locked
+    .where(WorkflowRun.id == bindparam("run_id"))
+    .with_for_update(key_share=True)
+    .execution_options(populate_existing=True)
+)
+_STEP_KEY = (_STEPS.c.job_id == bindparam("b_job_id"), _STEPS.c.number == bindparam("b_number"))
+_STEP_NAME = bindparam("b_name", type_=_STEPS.c.name.type)
+_STEP_END = {
+    named: _STEPS.update()
+    .where(*_STEP_KEY)
+    .values(
+        **({"name": _STEP_NAME} if named else {}),
+        status=JobStatus.COMPLETED,
+        conclusion=bindparam("b_conclusion", type_=_STEPS.c.conclusion.type),
+        completed_at=func.coalesce(
+            _STEPS.c.completed_at, bindparam("b_now", type_=_STEPS.c.completed_at.type)
+        ),
+    )
+    for named in (False, True)
+}
+_STEP_START = {
+    # A start sent again after a lost answer may arrive after the step's end.
+    named: _STEPS.update()
+    .where(*_STEP_KEY)
+    .values(
+        **({"name": _STEP_NAME} if named else {}),
+        status=case(
+            (_STEPS.c.status == JobStatus.COMPLETED, _STEPS.c.status),
+            else_=literal(JobStatus.IN_PROGRESS, _STEPS.c.status.type),
+        ),
+    )
+    for named in (False, True)
+}
+_INSERT_STEP: dict[str, Any] = {}  # per dialect
+_CANDIDATES: dict[tuple[str, int], Any] = {}  # per scope and limit
 
 
 # Post-commit side effects ----------------------------------------------------------------------
@@ -427,23 +508,19 @@ def github_context(settings: Settings, run: WorkflowRun) -> dict[str, Any]:
 def _secrets(session: Session, settings: Settings, run: WorkflowRun) -> dict[str, str]:
     if run.is_fork:
         return {}
-    rows = session.scalars(
-        select(ActionSecret).where(ActionSecret.repository_id == run.repository_id)
-    ).all()
+    rows = session.execute(_SECRETS, {"repository_id": run.repository_id}).all()
     values: dict[str, str] = {}
-    for row in rows:
+    for name, encrypted in rows:
         try:
-            values[row.name] = crypto.decrypt(settings.secret, row.encrypted_value)
+            values[name] = crypto.decrypt(settings.secret, encrypted)
         except ValueError:
-            log.warning("an Actions secret could not be decrypted", secret=row.name)
+            log.warning("an Actions secret could not be decrypted", secret=name)
     return values
 
 
 def _variables(session: Session, repository_id: int) -> dict[str, str]:
-    rows = session.scalars(
-        select(ActionVariable).where(ActionVariable.repository_id == repository_id)
-    ).all()
-    return {row.name: row.value for row in rows}
+    rows = session.execute(_VARIABLES, {"repository_id": repository_id}).all()
+    return {name: value for name, value in rows}
 
 
 def _base_contexts(session: Session, settings: Settings, run: WorkflowRun) -> dict[str, Any]:
@@ -1437,20 +1514,9 @@ def claim_job(session: Session, job_id: int, runner: Runner) -> WorkflowJob | No
 
 def _take(session: Session, job_id: int, runner: Runner) -> WorkflowJob | None:
     """The compare-and-set of a claim, then the job as it wrote it; None if it was not queued."""
-    now = utcnow()
     taken = session.execute(
-        update(WorkflowJob)
-        .where(WorkflowJob.id == job_id, WorkflowJob.status == JobStatus.QUEUED)
-        .values(
-            status=JobStatus.IN_PROGRESS,
-            runner_id=runner.id,
-            runner_name=runner.name,
-            started_at=now,
-            heartbeat_at=now,
-            lease_count=WorkflowJob.lease_count + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+        _TAKE,
+        {"b_id": job_id, "b_runner_id": runner.id, "b_runner_name": runner.name, "b_now": utcnow()},
     )
     if taken.rowcount != 1:
         return None
@@ -1462,17 +1528,25 @@ def _take(session: Session, job_id: int, runner: Runner) -> WorkflowJob | None:
 def claim_from_database(session: Session, runner: Runner, limit: int = 50) -> WorkflowJob | None:
     """The oldest queued job this runner can take, found without the queue (its fallback).
     The runner's scope (see _runner_may_run) is part of the search."""
-    query = select(WorkflowJob.id, WorkflowJob.runs_on).where(
-        WorkflowJob.status == JobStatus.QUEUED
-    )
     if runner.repository_id is not None:
-        query = query.where(WorkflowJob.repository_id == runner.repository_id)
+        scope, params = "repository", {"scope": runner.repository_id}
     elif runner.owner_id is not None:
-        owned = select(Repository.id).where(Repository.owner_id == runner.owner_id)
-        query = query.where(WorkflowJob.repository_id.in_(owned))
-    candidates = session.execute(
-        query.order_by(WorkflowJob.queued_at, WorkflowJob.id).limit(limit)
-    ).all()
+        scope, params = "owner", {"scope": runner.owner_id}
+    else:
+        scope, params = "instance", {}
+    query = _CANDIDATES.get((scope, limit))
+    if query is None:
+        query = select(_JOBS.c.id, _JOBS.c.runs_on).where(_JOBS.c.status == JobStatus.QUEUED)
+        if scope == "repository":
+            query = query.where(_JOBS.c.repository_id == bindparam("scope"))
+        elif scope == "owner":
+            owned = select(Repository.__table__.c.id).where(
+                Repository.__table__.c.owner_id == bindparam("scope")
+            )
+            query = query.where(_JOBS.c.repository_id.in_(owned))
+        query = query.order_by(_JOBS.c.queued_at, _JOBS.c.id).limit(limit)
+        _CANDIDATES[(scope, limit)] = query
+    candidates = session.execute(query, params).all()
     for job_id, labels in candidates:
         if runner_accepts(runner.labels, labels):
             # Queued when read: the compare-and-set settles whether it still is.
@@ -1528,9 +1602,7 @@ def build_spec(session: Session, settings: Settings, job: WorkflowJob, token: st
     # jobs in `needs` (loading every job of a 200-job matrix on each claim was most of the
     # claim's time; their ids, a fifth of what was left).
     index, total = session.execute(
-        select(func.count(case((WorkflowJob.id < job.id, 1))), func.count()).where(
-            WorkflowJob.run_id == run.id, WorkflowJob.job_key == job.job_key
-        )
+        _PLACE_AMONG_SIBLINGS, {"job_id": job.id, "run_id": run.id, "job_key": job.job_key}
     ).one()
     needed = (
         session.scalars(
@@ -1653,9 +1725,6 @@ def update_step(
     _update_step(session, job.id, index, name, step_conclusion, now)  # inserted meanwhile
 
 
-_STEPS = JobStep.__table__
-
-
 def _update_step(
     session: Session,
     job_id: int,
@@ -1665,23 +1734,13 @@ def _update_step(
     now: datetime,
 ) -> bool:
     """Update the step's row, to its end when `conclusion` is given; False without a row."""
-    values: dict[str, Any] = {}
-    if name[:512]:
-        values["name"] = name[:512]
+    params: dict[str, Any] = {"b_job_id": job_id, "b_number": index, "b_name": name[:512]}
     if conclusion is not None:
-        values["status"] = JobStatus.COMPLETED
-        values["conclusion"] = conclusion
-        values["completed_at"] = func.coalesce(_STEPS.c.completed_at, now)
+        statement = _STEP_END[bool(name[:512])]
+        params.update(b_conclusion=conclusion, b_now=now)
     else:
-        # A start sent again after a lost answer may arrive after the step's end.
-        values["status"] = case(
-            (_STEPS.c.status == JobStatus.COMPLETED, _STEPS.c.status),
-            else_=literal(JobStatus.IN_PROGRESS, _STEPS.c.status.type),
-        )
-    found = session.execute(
-        _STEPS.update().where(_STEPS.c.job_id == job_id, _STEPS.c.number == index).values(values)
-    )
-    return bool(found.rowcount)
+        statement = _STEP_START[bool(name[:512])]
+    return bool(session.execute(statement, params).rowcount)
 
 
 def _insert_step(
@@ -1704,16 +1763,24 @@ def _insert_step(
         "completed_at": None if conclusion is None else now,
     }
     dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
+    statement = _INSERT_STEP.get(dialect)
+    if statement is None:
         if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = sqlite_insert(_STEPS).on_conflict_do_nothing()
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            statement = postgresql_insert(_STEPS).on_conflict_do_nothing()
         else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        added = session.execute(dialect_insert(_STEPS).values(row).on_conflict_do_nothing())
-        return bool(added.rowcount)
+            statement = _STEPS.insert()
+        _INSERT_STEP[dialect] = statement
+    if dialect in ("sqlite", "postgresql"):
+        return bool(session.execute(statement, row).rowcount)
     try:
         with session.begin_nested():
-            session.execute(_STEPS.insert().values(row))
+            session.execute(statement, row)
         return True
     except IntegrityError:
         return False
@@ -1750,26 +1817,16 @@ def lock_run(session: Session, run_id: int) -> None:
     runner's log batch after its lease refresh, a claim and its token), which takes a key-share
     lock on the run. With `FOR UPDATE`, such a writer holding the job's row waited for the run
     while the reaper, holding the run, waited for the job: a deadlock."""
-    from sqlalchemy.orm import lazyload
-
     with session.no_autoflush:
-        session.scalar(
-            select(WorkflowRun)
-            .options(lazyload("*"))  # an eager outer join cannot be locked
-            .where(WorkflowRun.id == run_id)
-            .with_for_update(key_share=True)
-            .execution_options(populate_existing=True)
-        )
+        session.scalar(_LOCK_RUN, {"run_id": run_id})
 
 
 def _still_running(session: Session, job: WorkflowJob) -> bool:
     """Under the run's lock: whether the job is still running on the same runner (a completion
     sent twice at once, or the reaper and the runner's completion, end it once)."""
-    row = session.execute(
-        select(WorkflowJob.status, WorkflowJob.runner_id)
-        .where(WorkflowJob.id == job.id)
-        .with_for_update()
-    ).one_or_none()
+    # The query's autoflush writes the lease refresh first: on SQLite that write is what makes
+    # a second ending wait for the first to commit.
+    row = session.execute(_STILL_RUNNING, {"job_id": job.id}).one_or_none()
     return row is not None and row[0] == JobStatus.IN_PROGRESS and row[1] == job.runner_id
 
 
@@ -1792,7 +1849,6 @@ def complete_job(
     if job.cancel_requested and conclusion != Conclusion.SUCCESS:
         conclusion = Conclusion.CANCELLED
     _finish_job(job, conclusion)
-    session.flush()
     _after_job(session, settings, job, tail)
     return job
 
@@ -1802,16 +1858,19 @@ def _after_job(
 ) -> None:
     """A job ended: its log (with `tail`, the last lines its completion carried) moves to
     storage, its status is reported, the run moves."""
-    run = job.run
+    with session.no_autoflush:  # the job's row is written once, below
+        run = job.run
     try:
-        if tail is None:
-            logs.archive(session, settings, job)
-        else:
-            logs.archive(session, settings, job, tail.start, tail.lines)
+        with session.no_autoflush:
+            if tail is None:
+                logs.archive(session, settings, job)
+            else:
+                logs.archive(session, settings, job, tail.start, tail.lines)
     except Exception:
         log.exception("job log could not be archived; it stays in the database", job_id=job.id)
         if tail is not None:
             logs.append(session, job, tail.start, tail.lines)
+    session.flush()  # the job's end (and where its log went): one write of its row
     _report_status(session, settings, run, job)
     notify_logs_after_commit(session, settings, job.id)
     if job.conclusion == Conclusion.FAILURE:
@@ -1833,12 +1892,8 @@ def _run_may_move(session: Session, run: WorkflowRun) -> bool:
     may_move = run.status != RunStatus.IN_PROGRESS
     if not may_move:
         # The distinct states of the jobs not completed (at most three rows, not one per job).
-        query = (
-            select(WorkflowJob.status)
-            .where(WorkflowJob.run_id == run.id, WorkflowJob.status != JobStatus.COMPLETED)
-            .distinct()
-        )
-        statuses = list(session.scalars(query.with_for_update(read=True) if locking else query))
+        query = _UNFINISHED_STATES.with_for_update(read=True) if locking else _UNFINISHED_STATES
+        statuses = list(session.scalars(query, {"run_id": run.id}))
         may_move = JobStatus.WAITING in statuses or not statuses
     if may_move:
         # `advance` reads every job of the run: give it their committed states.
@@ -1857,11 +1912,7 @@ def _release_runner(session: Session, job: WorkflowJob) -> None:
     runner = session.get(Runner, job.runner_id)
     if runner is None:
         return
-    others = session.scalar(
-        select(func.count()).where(
-            WorkflowJob.runner_id == runner.id, WorkflowJob.status == JobStatus.IN_PROGRESS
-        )
-    )
+    others = session.scalar(_RUNNING_ON, {"runner_id": runner.id})
     runner.busy = bool(others)
 
 

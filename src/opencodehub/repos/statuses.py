@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import Actor
@@ -33,6 +33,24 @@ MAX_CONTEXT_LENGTH = 255
 MAX_DESCRIPTION_LENGTH = 1024
 MAX_TARGET_URL_LENGTH = 2048
 FULL_SHA_RE = re.compile(r"\A(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
+
+# Statements built once (building one costs more than running it), on the table.
+_STATUSES = CommitStatus.__table__
+_OF_COMMIT = (
+    _STATUSES.c.repository_id == bindparam("repository_id"),
+    _STATUSES.c.sha == bindparam("sha"),
+)
+_COUNT = select(func.count(_STATUSES.c.id)).where(
+    *_OF_COMMIT, _STATUSES.c.context == bindparam("context")
+)
+_NEAR_LIMIT = (
+    select(_STATUSES.c.context)
+    .where(*_OF_COMMIT, _STATUSES.c.context.in_(bindparam("contexts", expanding=True)))
+    .group_by(_STATUSES.c.context)
+    .having(func.count(_STATUSES.c.id) >= bindparam("at_least"))
+    .limit(1)
+)
+_INSERT = insert(_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -104,16 +122,8 @@ def _checked(
 
 
 def _count(session: Session, repository_id: int, sha: str, context: str) -> int:
-    return (
-        session.scalar(
-            select(func.count(CommitStatus.id)).where(
-                CommitStatus.repository_id == repository_id,
-                CommitStatus.sha == sha,
-                CommitStatus.context == context,
-            )
-        )
-        or 0
-    )
+    params = {"repository_id": repository_id, "sha": sha, "context": context}
+    return session.scalar(_COUNT, params) or 0
 
 
 def _too_many() -> ValidationFailed:
@@ -199,15 +209,13 @@ def set_statuses(session: Session, statuses: Sequence[NewStatus]) -> list[Valida
         commits.setdefault((row["repository_id"], row["sha"]), set()).add(row["context"])
     near_limit = any(
         session.execute(
-            select(CommitStatus.context)
-            .where(
-                CommitStatus.repository_id == repository_id,
-                CommitStatus.sha == sha,
-                CommitStatus.context.in_(sorted(contexts)),
-            )
-            .group_by(CommitStatus.context)
-            .having(func.count(CommitStatus.id) >= MAX_STATUSES_PER_CONTEXT - len(rows))
-            .limit(1)
+            _NEAR_LIMIT,
+            {
+                "repository_id": repository_id,
+                "sha": sha,
+                "contexts": sorted(contexts),
+                "at_least": MAX_STATUSES_PER_CONTEXT - len(rows),
+            },
         ).first()
         is not None
         for (repository_id, sha), contexts in commits.items()
@@ -215,8 +223,7 @@ def set_statuses(session: Session, statuses: Sequence[NewStatus]) -> list[Valida
     now = utcnow()
     if not near_limit:
         session.execute(
-            insert(CommitStatus.__table__),
-            [{**row, "created_at": now, "updated_at": now} for _index, row in rows],
+            _INSERT, [{**row, "created_at": now, "updated_at": now} for _index, row in rows]
         )
         return results
     for index, row in rows:
@@ -225,9 +232,7 @@ def set_statuses(session: Session, statuses: Sequence[NewStatus]) -> list[Valida
         ):
             results[index] = _too_many()
             continue
-        session.execute(
-            insert(CommitStatus.__table__), [{**row, "created_at": now, "updated_at": now}]
-        )
+        session.execute(_INSERT, [{**row, "created_at": now, "updated_at": now}])
     return results
 
 
