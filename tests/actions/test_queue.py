@@ -51,6 +51,21 @@ def test_embedded_queue_is_fifo_across_label_sets_and_wakes_waiters() -> None:
     assert asyncio.run(scenario()) == [2, None, 1, 3, None, 4]
 
 
+def test_embedded_queue_skips_the_ids_of_jobs_taken_through_the_database() -> None:
+    queue = EmbeddedQueue()
+
+    async def scenario() -> list[int | None]:
+        for job_id in (1, 2, 3):
+            queue.push(job_id, ["ubuntu-latest"])
+        queue.discard(1)
+        queue.discard(3)
+        queue.push(3, ["ubuntu-latest"])  # queued again (released): a hint again
+        return [await queue.pop(["ubuntu-latest"], 0) for _ in range(4)]
+
+    assert asyncio.run(scenario()) == [2, 3, 3, None]
+    assert queue.pending() == 0
+
+
 @dataclass
 class RedisServer:
     port: int

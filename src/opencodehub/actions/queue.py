@@ -54,15 +54,21 @@ class JobQueue(Protocol):
 class EmbeddedQueue:
     """For a single app process (the embedded default): FIFO across label sets."""
 
+    # At most this many ids remembered as taken (see discard); past it they are forgotten,
+    # and their entries cost a stale claim each, as before.
+    MAX_TAKEN = 100_000
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queues: dict[str, deque[tuple[int, int]]] = {}
         self._sequence = itertools.count()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._taken: set[int] = set()
 
     def push(self, job_id: int, labels: Iterable[str]) -> None:
         key = label_key(labels)
         with self._lock:
+            self._taken.discard(job_id)  # queued again: its entries are hints again
             self._queues.setdefault(key, deque()).append((next(self._sequence), job_id))
             waiters = list(self._waiters)
         for loop, event in waiters:
@@ -71,13 +77,29 @@ class EmbeddedQueue:
             except RuntimeError:  # the waiter's loop closed
                 continue
 
+    def discard(self, job_id: int) -> None:
+        """A runner took the job through the database (its poll looks there first): its id,
+        still queued, is skipped when it comes up instead of costing a claim that finds the
+        job taken. Pushing the id again undoes this."""
+        with self._lock:
+            if len(self._taken) >= self.MAX_TAKEN:
+                self._taken.clear()
+            self._taken.add(job_id)
+
     def _take(self, have: frozenset[str]) -> int | None:
         with self._lock:
-            best: deque[tuple[int, int]] | None = None
-            for key, items in self._queues.items():
-                if items and _key_labels(key) <= have and (best is None or items[0] < best[0]):
-                    best = items
-            return best.popleft()[1] if best is not None else None
+            while True:
+                best: deque[tuple[int, int]] | None = None
+                for key, items in self._queues.items():
+                    if items and _key_labels(key) <= have and (best is None or items[0] < best[0]):
+                        best = items
+                if best is None:
+                    return None
+                job_id = best.popleft()[1]
+                if job_id in self._taken:
+                    self._taken.discard(job_id)
+                    continue
+                return job_id
 
     async def pop(self, runner_labels: Iterable[str], timeout: float) -> int | None:
         have = frozenset(label.strip().lower() for label in runner_labels)
@@ -111,6 +133,7 @@ class EmbeddedQueue:
         """Forget every queued id (what a restarted Redis does; tests use it)."""
         with self._lock:
             self._queues.clear()
+            self._taken.clear()
 
     def close(self) -> None:
         self.clear()

@@ -167,6 +167,7 @@ async def request_job(request: Request, body: JobRequest) -> Response:
     secret = _runner_secret(request)
     assignment, labels, _ = await anyio.to_thread.run_sync(_claim, request, secret, None)
     queue = get_queue(_settings(request).redis_url)
+    taken_from_database = assignment is not None
     deadline = time.monotonic() + body.wait_seconds
     passed: set[int] = set()
     while assignment is None:
@@ -187,8 +188,12 @@ async def request_job(request: Request, body: JobRequest) -> Response:
             # Nothing came through the queue for a while: look in the database, in case the
             # queue lost an id (its sweep would find it too, later).
             assignment, _, _ = await anyio.to_thread.run_sync(_claim, request, secret, None)
+            taken_from_database = assignment is not None
     if assignment is None:
         return Response(status_code=204)
+    discard = getattr(queue, "discard", None)
+    if taken_from_database and discard is not None:
+        discard(assignment.spec.job_id)  # its id is still queued: skip it when it comes up
     if await request.is_disconnected():
         # Nobody would receive the job: give it back now rather than after the lease expires.
         await anyio.to_thread.run_sync(_unclaim, request, secret, assignment.spec.job_id)
