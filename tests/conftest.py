@@ -25,6 +25,7 @@ from opencodehub.accounts import service as accounts
 from opencodehub.accounts.models import User
 from opencodehub.app import create_app
 from opencodehub.config import Settings
+from opencodehub.core import ratelimit
 from opencodehub.db.base import Base
 from opencodehub.db.engine import Database
 from opencodehub.db.models import Base as _all_models  # noqa: F401 - completes the metadata
@@ -200,6 +201,23 @@ def app(settings: Settings, db: Database):
 def client(app) -> Iterator[TestClient]:
     with TestClient(app, base_url="http://testserver") as test_client:
         yield test_client
+
+
+class _StoppedClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def rate_limit_windows_hold_still(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rate limiter's windows are fixed, aligned to multiples of their length. A test that
+    records failures and expects the lock-out would see its count split in two if a window
+    boundary fell inside it (five sign-in attempts on a busy machine once straddled a
+    five-minute boundary), so in tests the limiter's clock stays at the test's start."""
+    monkeypatch.setattr(ratelimit, "time", _StoppedClock(time.time()))
 
 
 def free_port() -> int:
