@@ -97,6 +97,7 @@ def test_several_workers_are_forked_from_one_built_app_and_replaced_when_one_die
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{http_port}"
     try:
@@ -125,5 +126,5 @@ def test_several_workers_are_forked_from_one_built_app_and_replaced_when_one_die
         assert not any(Path(f"/proc/{child}").exists() for child in children[1:])
     finally:
         if server.poll() is None:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)  # the workers too, whatever happened above
             server.wait()

@@ -133,6 +133,18 @@ def test_a_child_that_cannot_start_is_retried_after_a_pause(
     assert process.returncode == 0
 
 
+def test_the_children_stop_when_the_supervisor_is_killed(
+    tmp_path: Path, run_supervisor: Callable[..., subprocess.Popen[str]]
+) -> None:
+    process = run_supervisor()
+    wait_for(lambda: len(_lines(tmp_path / "steady")) == 2)
+    children = [int(pid) for pid in _lines(tmp_path / "steady")]
+
+    process.kill()  # SIGKILL: no handler of the supervisor's runs
+    process.wait()
+    wait_for(lambda: not any(_alive(pid) for pid in children), "the orphaned children to stop")
+
+
 def test_it_refuses_to_fork_a_process_that_runs_threads() -> None:
     release = threading.Event()
     thread = threading.Thread(target=release.wait, name="busy-helper")

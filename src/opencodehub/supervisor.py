@@ -15,6 +15,7 @@ ever. `Supervisor.run` refuses to fork a process that runs threads.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -35,6 +36,17 @@ RESTART_PAUSE_SECONDS = 1.0
 # Children still running this long after a stop was asked for are killed.
 STOP_TIMEOUT_SECONDS = 30.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _stop_with_parent(parent_pid: int) -> None:
+    """Have the kernel send this child SIGTERM when the supervisor dies, however it dies (a
+    SIGKILL runs no handler): otherwise its workers would live on as orphans holding the port."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the supervisor died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class _Child:
 class Supervisor:
     def __init__(self, roles: list[Role]) -> None:
         self.roles = roles
+        self.parent_pid = os.getpid()
         self.children: dict[int, _Child] = {}
         self.stopping = False
 
@@ -102,6 +115,7 @@ class Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            _stop_with_parent(self.parent_pid)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             status = role.run()
         except KeyboardInterrupt:
