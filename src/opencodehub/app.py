@@ -200,6 +200,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
     app.include_router(ops.router)
+    # Routes are matched in order, one by one: the runners' requests (several per CI job) come
+    # first, ahead of the few hundred REST routes. Nothing else lives under their prefix.
+    app.include_router(actions_runner_api.router)
     include_api_routers(app)
     web_views.mount(app)
     app.include_router(repos_manage_views.router)
@@ -209,7 +212,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(jwt_api.wellknown_router)
     app.include_router(oauthapps_views.router)
     app.include_router(notifications_views.router)
-    app.include_router(actions_runner_api.router)
     app.include_router(git_internal.router)
     app.include_router(git_views.router)
     app.include_router(lfs_api.router)
