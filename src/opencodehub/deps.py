@@ -26,6 +26,7 @@ from opencodehub.accounts.jwt import service as jwt_service
 from opencodehub.accounts.models import User
 from opencodehub.config import Settings
 from opencodehub.core.errors import Unauthorized
+from opencodehub.db import transaction
 from opencodehub.db.engine import Database
 
 
@@ -59,7 +60,7 @@ def _only_read_in_process(session: Session) -> bool:
     write transaction open on its connection. Ending it then does no I/O that could wait (a
     SQLite read takes no lock in WAL mode, and the driver opens a transaction only for a write),
     so it ends on the event loop: a thread hop costs far more than closing it."""
-    if session.new or session.dirty or session.deleted:
+    if session.new or session.dirty or session.deleted or transaction.has_pending(session):
         return False
     connection = session.connection()
     if connection.dialect.name != "sqlite":

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import pygit2
 from sqlalchemy import bindparam, case, func, literal, or_, select, update
-from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 
@@ -50,6 +49,7 @@ from opencodehub.core import crypto
 from opencodehub.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from opencodehub.core.logging import get_logger
 from opencodehub.core.time import isoformat, utcnow
+from opencodehub.db import transaction
 from opencodehub.repos import store
 from opencodehub.repos.authz import authorize
 from opencodehub.repos.models import Repository
@@ -154,46 +154,15 @@ _CANDIDATES: dict[tuple[str, int], Any] = {}  # per scope and limit
 # Post-commit side effects ----------------------------------------------------------------------
 
 
-def _after_commit(session: Session, settings: Settings, action: Callable[[], None]) -> None:
-    pending: list[Callable[[], None]] | None = session.info.get("actions_after_commit")
-    if pending is None:
-        pending = []
-        session.info["actions_after_commit"] = pending
-    if not session.info.get("actions_after_commit_hooked"):
-        session.info["actions_after_commit_hooked"] = True
-        sa_event.listen(session, "after_commit", _run_after_commit)
-        sa_event.listen(session, "after_rollback", _forget_after_commit)
-    pending.append(action)
-
-
-# SQLAlchemy sends after_commit and after_rollback for savepoints too: a savepoint released (a
-# commit status written) or rolled back (a duplicate step) inside the transaction is not its end.
-
-
-def _run_after_commit(session: Session) -> None:
-    if session.in_nested_transaction():
-        return
-    for item in session.info.pop("actions_after_commit", []):
-        try:
-            item()
-        except Exception:
-            log.exception("actions post-commit step failed")
-
-
-def _forget_after_commit(session: Session) -> None:
-    if not session.in_nested_transaction():
-        session.info.pop("actions_after_commit", None)
-
-
 def _enqueue_after_commit(session: Session, settings: Settings, job: WorkflowJob) -> None:
     job_id, labels = job.id, list(job.runs_on)
     queue = get_queue(settings.redis_url)
-    _after_commit(session, settings, lambda: queue.push(job_id, labels))
+    transaction.after_commit(session, lambda: queue.push(job_id, labels))
 
 
 def notify_logs_after_commit(session: Session, settings: Settings, job_id: int) -> None:
     hub = logs.hub(settings.redis_url)
-    _after_commit(session, settings, lambda: hub.notify(job_id))
+    transaction.after_commit(session, lambda: hub.notify(job_id))
 
 
 # Reading workflows from git --------------------------------------------------------------------
@@ -1426,6 +1395,10 @@ def _status_sha(run: WorkflowRun) -> str:
     return run.head_sha
 
 
+# The commit statuses a transaction reported, written together just before it commits.
+_STATUSES = "opencodehub.actions.statuses"
+
+
 def _report_status(
     session: Session, settings: Settings, run: WorkflowRun, job: WorkflowJob
 ) -> None:
@@ -1458,26 +1431,13 @@ def _report_status(
         target_url=url,
         creator_id=run.actor_id,
     )
-    pending: list[tuple[Any, int, int]] | None = session.info.get("actions_statuses")
-    if pending is None:
-        pending = []
-        session.info["actions_statuses"] = pending
-    if not session.info.get("actions_statuses_hooked"):
-        session.info["actions_statuses_hooked"] = True
-        sa_event.listen(session, "before_commit", _write_statuses)
-        sa_event.listen(session, "after_rollback", _forget_statuses)
-    pending.append((status, run.id, job.id))
+    transaction.batch_before_commit(session, _STATUSES, (status, run.id, job.id), _write_statuses)
 
 
-def _write_statuses(session: Session) -> None:
-    """Before the transaction commits (not a savepoint: SQLAlchemy calls this for those too):
-    its commit statuses, in the order they were reported, in a savepoint of their own, so
-    that a status that cannot be written never fails what the transaction did."""
-    if session.in_nested_transaction():
-        return
-    pending: list[tuple[Any, int, int]] = session.info.pop("actions_statuses", [])
-    if not pending:
-        return
+def _write_statuses(session: Session, pending: list[tuple[Any, int, int]]) -> None:
+    """Just before the transaction commits: its commit statuses, in the order they were
+    reported, in a savepoint of their own, so that a status that cannot be written never fails
+    what the transaction did."""
     statuses = importlib.import_module("opencodehub.repos.statuses")
     try:
         with session.begin_nested():
@@ -1488,11 +1448,6 @@ def _write_statuses(session: Session) -> None:
     for (_status, run_id, job_id), error in zip(pending, results, strict=True):
         if error is not None:
             log.error("commit status could not be set", run_id=run_id, job_id=job_id, error=error)
-
-
-def _forget_statuses(session: Session) -> None:
-    if not session.in_nested_transaction():
-        session.info.pop("actions_statuses", None)
 
 
 # Dispatch ---------------------------------------------------------------------------------------

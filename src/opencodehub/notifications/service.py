@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, event, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from opencodehub.accounts.models import User
 from opencodehub.core.errors import NotFound, ValidationFailed
 from opencodehub.core.pagination import Page
 from opencodehub.core.time import utcnow
+from opencodehub.db import transaction
 from opencodehub.notifications.models import (
     PARTICIPATING_REASONS,
     NotificationEmail,
@@ -39,7 +40,7 @@ from opencodehub.repos.models import Repository
 if TYPE_CHECKING:
     from opencodehub.issues.models import Issue, IssueComment
 
-_EMAILS_QUEUED = "opencodehub.notifications.emails_queued"
+_WAKE_MAILERS = "opencodehub.notifications.wake_mailers"
 # Called (from the committing thread) when a transaction that queued emails commits.
 _wakers: list[Callable[[], None]] = []
 
@@ -54,7 +55,7 @@ def add_email_waker(waker: Callable[[], None]) -> Callable[[], None]:
     return remove
 
 
-def _wake_mailers(_session: Session) -> None:
+def _wake_mailers() -> None:
     for waker in list(_wakers):
         waker()
 
@@ -345,14 +346,7 @@ def _queue_email(
             created_at=utcnow(),
         )
     )
-    if not session.info.get(_EMAILS_QUEUED):
-        session.info[_EMAILS_QUEUED] = True
-        event.listen(session, "after_commit", _wake_mailers, once=True)
-
-        def forget(_session: Session, _transaction: object) -> None:
-            session.info.pop(_EMAILS_QUEUED, None)
-
-        event.listen(session, "after_transaction_end", forget, once=True)
+    transaction.after_commit(session, _wake_mailers, key=_WAKE_MAILERS)
 
 
 # The inbox -------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pygit2
-from sqlalchemy import Select, and_, event, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import Actor
@@ -39,6 +39,7 @@ from opencodehub.core.events import EventBus
 from opencodehub.core.logging import get_logger
 from opencodehub.core.pagination import Page
 from opencodehub.core.time import utcnow
+from opencodehub.db import transaction
 from opencodehub.issues import service as issues
 from opencodehub.issues.models import Issue
 from opencodehub.pulls import merge
@@ -187,11 +188,7 @@ def _publish(
         "actor_id": actor_id,
         **extra,
     }
-
-    def publish_after_commit(_session: Session) -> None:
-        events.publish(PULL_REQUEST_EVENT, payload)
-
-    event.listen(session, "after_commit", publish_after_commit, once=True)
+    transaction.after_commit(session, lambda: events.publish(PULL_REQUEST_EVENT, payload))
 
 
 # Opening ---------------------------------------------------------------------------------------

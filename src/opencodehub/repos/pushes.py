@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 import pygit2
-from sqlalchemy import event, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,7 @@ from opencodehub.core.errors import Forbidden
 from opencodehub.core.events import EventBus
 from opencodehub.core.logging import get_logger
 from opencodehub.core.time import isoformat, utcnow
+from opencodehub.db import transaction
 from opencodehub.db.engine import Database
 from opencodehub.repos import store
 from opencodehub.repos.models import CommitRecord, PushRecord, Repository
@@ -490,9 +491,5 @@ def _record_push(
             "updates": event_updates,
             "commits_indexed": inserted,
         }
-
-        def publish_after_commit(_session: Session) -> None:
-            events.publish(PUSH_EVENT, payload)
-
-        event.listen(session, "after_commit", publish_after_commit, once=True)
+        transaction.after_commit(session, lambda: events.publish(PUSH_EVENT, payload))
     return result

@@ -9,7 +9,6 @@ disk is removed again when its transaction does not commit.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -17,7 +16,7 @@ from typing import Any, Literal
 import pygit2
 from sqlalchemy import ColumnElement, Select, and_, delete, event, false, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from opencodehub.accounts import service as accounts
 from opencodehub.accounts.actor import Actor
@@ -32,9 +31,9 @@ from opencodehub.accounts.models import (
 from opencodehub.accounts.names import USERNAME_RE, validate_text
 from opencodehub.config import Settings
 from opencodehub.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
-from opencodehub.core.logging import get_logger
 from opencodehub.core.pagination import Page
 from opencodehub.core.time import utcnow
+from opencodehub.db import transaction
 from opencodehub.repos import store, templates
 from opencodehub.repos.authz import authorize, repository_permission
 from opencodehub.repos.models import (
@@ -44,8 +43,6 @@ from opencodehub.repos.models import (
     TeamRepository,
     Visibility,
 )
-
-log = get_logger("opencodehub.repos")
 
 REPO_NAME_RE = re.compile(r"\A[A-Za-z0-9._-]{1,100}\Z")
 # A ref name as git-check-ref-format accepts it, narrowed: no leading '-', no control characters.
@@ -149,44 +146,6 @@ def ensure_writable(repo: Repository) -> None:
     """Refuse any change to an archived repository's content (pushes, file edits, issues)."""
     if repo.is_archived:
         raise Forbidden(ARCHIVED_MESSAGE)
-
-
-# Disk work tied to the transaction's outcome ---------------------------------------------------
-
-_AFTER_COMMIT = "opencodehub.repos.after_commit"
-_IF_NOT_COMMITTED = "opencodehub.repos.if_not_committed"
-
-
-def _after_commit(session: Session, action: Callable[[], None]) -> None:
-    session.info.setdefault(_AFTER_COMMIT, []).append(action)
-
-
-def _if_not_committed(session: Session, action: Callable[[], None]) -> None:
-    session.info.setdefault(_IF_NOT_COMMITTED, []).append(action)
-
-
-def _run_actions(actions: list[Callable[[], None]]) -> None:
-    for action in actions:
-        try:
-            action()
-        except Exception:
-            # The database already holds the truth; a failed clean-up leaves an orphan directory
-            # for an operator, never a record pointing at nothing.
-            log.exception("repository disk action failed")
-
-
-@event.listens_for(Session, "after_commit")
-def _run_after_commit(session: Session) -> None:
-    session.info.pop(_IF_NOT_COMMITTED, None)
-    _run_actions(session.info.pop(_AFTER_COMMIT, []))
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _run_if_not_committed(session: Session, transaction: SessionTransaction) -> None:
-    # The outermost transaction ended without a commit (after_commit would have emptied both).
-    if transaction.parent is None:
-        session.info.pop(_AFTER_COMMIT, None)
-        _run_actions(session.info.pop(_IF_NOT_COMMITTED, []))
 
 
 # Lookup ----------------------------------------------------------------------------------------
@@ -461,7 +420,7 @@ def create_repository(
     repo_id = repo.id
     try:
         git_repo = store.init_bare(settings, repo_id, default_branch)
-        _if_not_committed(session, lambda: store.remove(settings, repo_id))
+        transaction.if_not_committed(session, lambda: store.remove(settings, repo_id))
         if auto_init:
             files = {"README.md": _readme(name, description), **files}
         if files:
@@ -587,7 +546,7 @@ def update_repository(
         setattr(repo, attribute, value)
     if "default_branch" in changes:
         repo_id, branch = repo.id, changes["default_branch"]
-        _after_commit(session, lambda: _set_head(settings, repo_id, branch))
+        transaction.after_commit(session, lambda: _set_head(settings, repo_id, branch))
     repo.updated_at = utcnow()
     _flush_unique(session)
     return repo
@@ -688,7 +647,7 @@ def delete_repository(session: Session, settings: Settings, actor: Actor, repo: 
     repo_id = repo.id
     session.delete(repo)
     session.flush()
-    _after_commit(session, lambda: store.remove(settings, repo_id))
+    transaction.after_commit(session, lambda: store.remove(settings, repo_id))
 
 
 # Collaborators ---------------------------------------------------------------------------------
