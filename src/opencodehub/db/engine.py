@@ -38,6 +38,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin_before_savepoint(connection: Any, _name: str) -> None:
+    """Python's sqlite3 opens a transaction only before its first INSERT/UPDATE/DELETE (reads
+    before a write stay outside one, so they never hold a snapshot a writer would conflict
+    with). A SAVEPOINT issued before any write therefore started SQLite's transaction itself,
+    and its RELEASE committed it: rolling the session back afterwards undid nothing the
+    savepoint wrote. Begin the real transaction first, as the other engines do."""
+    dbapi_connection = connection.connection.dbapi_connection
+    if not dbapi_connection.in_transaction:
+        dbapi_connection.execute("BEGIN")
+
+
 # FastAPI runs sync routes and dependencies on AnyIO's worker threads. A request holds its
 # connection from its first query to its commit, across the awaits between its thread hops; if
 # more requests held connections than the pool has, the threads of the next ones would block on
@@ -76,6 +87,7 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": 10}, **kwargs
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _sqlite_begin_before_savepoint)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", 1800)
