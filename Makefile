@@ -2,6 +2,9 @@
 
 PYTHON ?= python3
 VENV   := .venv
+# The suite runs in one process per core, whole test files at a time (module fixtures such
+# as a browser stay in one process); `make test TEST_WORKERS=0` runs it in this process alone.
+TEST_WORKERS ?= auto
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
@@ -24,7 +27,7 @@ run: $(STAMP)
 test: system-deps services $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## The suite on SQLite only, without the slow real-peer tests: a quick local loop.
 test-fast: $(STAMP)

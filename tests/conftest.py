@@ -72,6 +72,10 @@ SERVER_URLS = {
     "mysql": os.environ.get("OCH_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306"),
 }
 OUTPUT_DIR = Path(os.environ.get("OCH_TEST_OUTPUT", Path(__file__).parent.parent / "test-output"))
+# The suite runs in parallel processes (pytest-xdist's gw0, gw1, …): tests that empty a Redis
+# database get one of their own per process, counting down from 15.
+WORKER_NUMBER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_TEST_URL = f"redis://127.0.0.1:6379/{15 - WORKER_NUMBER % 15}"
 
 
 def _create_server_database(engine_name: str) -> tuple[str, Callable[[], None]]:

@@ -11,6 +11,7 @@ from pygit2.enums import FileMode
 
 from opencodehub.config import Settings
 from opencodehub.repos import lastcommit
+from tests.conftest import REDIS_TEST_URL
 
 
 class Builder:
@@ -122,7 +123,7 @@ def test_cache_round_trip_and_missing_directory(
 def test_redis_cache(history: tuple[Builder, pygit2.Oid], tmp_path: Path) -> None:
     builder, head = history
     commit = builder.repo.get(head)
-    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:6379/15", _env_file=None)
+    settings = Settings(data_dir=tmp_path, redis_url=REDIS_TEST_URL, _env_file=None)
     lastcommit.clear_memory_cache()
     computed = lastcommit.last_commits(settings, builder.repo, 987_654, commit, "")
     lastcommit.clear_memory_cache()

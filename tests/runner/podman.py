@@ -7,6 +7,7 @@ system imported as an image, ``och-test-service`` is built from it and answers o
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -73,9 +74,23 @@ def podman_env(base: Path) -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(conf)}
 
 
+@contextlib.contextmanager
+def _images_lock() -> Iterator[None]:
+    """The suite's parallel processes each start a Podman service: one builds the images while
+    the others wait, then find them built."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "images.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_images(podman: str, env: dict[str, str]) -> None:
     """Import the busybox image and build the service image from it, once."""
+    with _images_lock():
+        _ensure_images(podman, env)
 
+
+def _ensure_images(podman: str, env: dict[str, str]) -> None:
     def exists(image: str) -> bool:
         found = subprocess.run([podman, "image", "exists", image], env=env, capture_output=True)
         return found.returncode == 0
