@@ -1,16 +1,17 @@
 """Sign-in throttling, per client IP and per account.
 
-Failed attempts count in fixed windows on the app's rate limiter (Redis when configured, so every
-app node shares the count; process memory otherwise). Once either counter reaches
-`login_max_attempts` within `login_window_seconds`, sign-in is refused, even with the right
-password, until the window ends. A successful sign-in resets the account's counter (not the IP's:
+Failed attempts count in sliding windows on the app's rate limiter (Redis when configured, so
+every app node shares the count; process memory otherwise). Once the IP or the account has
+`login_max_attempts` failures within the last `login_window_seconds`, sign-in is refused, even
+with the right password, until the oldest of those has slid out of the window; the 429's
+Retry-After says when. (A fixed window would let a guesser spend the limit just before its end
+and again just after its start.) A successful sign-in resets the account's count (not the IP's:
 one good password must not unlock guessing at other accounts from the same address).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -65,14 +66,18 @@ class LoginThrottle:
 
     def check(self, ip_address: str, account: str) -> None:
         """Raise `LoginThrottled` when the IP or the account has used up its attempts."""
-        for key in (ip_key(ip_address), account):
-            window = self.limiter.peek(key, self.max_attempts, self.window_seconds)
-            if not window.allowed:
-                raise LoginThrottled(window.reset_at - int(time.time()))
+        windows = [
+            self.limiter.peek_sliding(key, self.max_attempts, self.window_seconds)
+            for key in (ip_key(ip_address), account)
+        ]
+        refused = [window.retry_after for window in windows if not window.allowed]
+        if refused:
+            # Both must admit one more before an attempt goes through: wait for the slower one.
+            raise LoginThrottled(max(refused))
 
     def record_failure(self, ip_address: str, account: str) -> None:
-        self.limiter.hit(ip_key(ip_address), self.max_attempts, self.window_seconds)
-        self.limiter.hit(account, self.max_attempts, self.window_seconds)
+        self.limiter.hit_sliding(ip_key(ip_address), self.max_attempts, self.window_seconds)
+        self.limiter.hit_sliding(account, self.max_attempts, self.window_seconds)
 
     def record_success(self, account: str) -> None:
-        self.limiter.reset(account)
+        self.limiter.reset_sliding(account)
