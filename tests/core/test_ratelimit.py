@@ -73,14 +73,6 @@ def test_fixed_window_counts_until_its_aligned_end(limiter: RateLimiter, clock: 
     assert limiter.hit("api", 2, WINDOW).reset_at == end + WINDOW
 
 
-def test_fixed_window_reset_clears_the_key_only(limiter: RateLimiter, clock: Clock) -> None:
-    limiter.hit("api:1", 5, WINDOW, cost=3)
-    limiter.hit("api:2", 5, WINDOW)
-    limiter.reset("api:1")
-    assert limiter.peek("api:1", 5, WINDOW).used == 0
-    assert limiter.peek("api:2", 5, WINDOW).used == 1
-
-
 # Sliding windows (sign-in throttling) -----------------------------------------------------------
 
 
@@ -176,8 +168,9 @@ def test_sliding_and_fixed_counts_are_separate(limiter: RateLimiter, clock: Cloc
     limiter.hit_sliding("k", 3, WINDOW)
     assert limiter.peek("k", 3, WINDOW).used == 1
     assert limiter.peek_sliding("k", 3, WINDOW).used == 2
-    limiter.reset("k")
-    assert limiter.peek_sliding("k", 3, WINDOW).used == 2
+    limiter.reset_sliding("k")
+    assert limiter.peek_sliding("k", 3, WINDOW).used == 0
+    assert limiter.peek("k", 3, WINDOW).used == 1
 
 
 def test_memory_prunes_logs_once_they_are_out_of_the_window(clock: Clock) -> None:

@@ -1,11 +1,11 @@
-"""Rate limit counters: fixed windows for the REST API, sliding windows for sign-in throttling.
+"""Rate limit counters: fixed windows for the REST API, sliding windows for throttling guesses.
 
 Fixed windows are aligned to multiples of their length, which is what the API's
 `X-RateLimit-Reset` promises. Around a boundary they let twice the limit through in moments (the
 limit at the end of one window, again at the start of the next): harmless for an hourly API
-quota, not for counting password guesses. Throttling therefore keeps a sliding log per key, the
-times of its latest `limit + 1` hits: "at most `limit` in any `window_seconds`" then holds
-exactly, and the log stays that short however hard a key is hit.
+quota, not for counting guesses. Throttling (failed passwords and two-factor codes) therefore
+keeps a sliding log per key, the times of its latest `limit + 1` hits: "at most `limit` in any
+`window_seconds`" then holds exactly, and the log stays that short however hard a key is hit.
 
 In Redis when one is configured, so every app node shares the count; in process memory otherwise
 (the embedded single-process default).
@@ -49,8 +49,6 @@ class RateLimiter(Protocol):
     def hit(self, key: str, limit: int, window_seconds: int, cost: int = 1) -> Window: ...
 
     def peek(self, key: str, limit: int, window_seconds: int) -> Window: ...
-
-    def reset(self, key: str) -> None: ...
 
     def hit_sliding(self, key: str, limit: int, window_seconds: int) -> SlidingWindow: ...
 
@@ -123,11 +121,6 @@ class MemoryRateLimiter:
         used = self._counts.get((key, start), 0)
         return Window(allowed=used < limit, limit=limit, used=used, reset_at=end)
 
-    def reset(self, key: str) -> None:
-        with self._lock:
-            for bucket in [bucket for bucket in self._counts if bucket[0] == key]:
-                del self._counts[bucket]
-
     def hit_sliding(self, key: str, limit: int, window_seconds: int) -> SlidingWindow:
         now_ms = _now_ms()
         with self._lock:
@@ -197,10 +190,6 @@ class RedisRateLimiter:
         start, end = _window_bounds(window_seconds, time.time())
         used = int(self._redis.get(self._key(key, start)) or 0)
         return Window(allowed=used < limit, limit=limit, used=used, reset_at=end)
-
-    def reset(self, key: str) -> None:
-        for redis_key in self._redis.scan_iter(f"{self._prefix}{key}:*"):
-            self._redis.delete(redis_key)
 
     def _sliding_key(self, key: str) -> str:
         return f"{self._prefix}sliding:{key}"

@@ -292,18 +292,24 @@ def _challenge_key(user_id: int) -> str:
     return f"two-factor:user:{user_id}"
 
 
+# Failed codes count in a sliding window, as failed passwords do: fixed windows would let twice
+# the guesses through around a window boundary.
+
+
 def check_challenge(limiter: RateLimiter, user_id: int) -> None:
-    window = limiter.peek(_challenge_key(user_id), CHALLENGE_MAX_FAILURES, CHALLENGE_WINDOW_SECONDS)
+    window = limiter.peek_sliding(
+        _challenge_key(user_id), CHALLENGE_MAX_FAILURES, CHALLENGE_WINDOW_SECONDS
+    )
     if not window.allowed:
-        raise ChallengeThrottled(window.reset_at - int(time.time()))
+        raise ChallengeThrottled(window.retry_after)
 
 
 def record_challenge_failure(limiter: RateLimiter, user_id: int) -> None:
-    limiter.hit(_challenge_key(user_id), CHALLENGE_MAX_FAILURES, CHALLENGE_WINDOW_SECONDS)
+    limiter.hit_sliding(_challenge_key(user_id), CHALLENGE_MAX_FAILURES, CHALLENGE_WINDOW_SECONDS)
 
 
 def reset_challenge(limiter: RateLimiter, user_id: int) -> None:
-    limiter.reset(_challenge_key(user_id))
+    limiter.reset_sliding(_challenge_key(user_id))
 
 
 # Sudo mode --------------------------------------------------------------------------------------
