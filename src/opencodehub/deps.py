@@ -58,8 +58,8 @@ def _rollback_and_close(session: Session) -> None:
 def _only_read_in_process(session: Session) -> bool:
     """True when the session's database is SQLite and it only read: nothing pending and no
     write transaction open on its connection. Ending it then does no I/O that could wait (a
-    SQLite read takes no lock in WAL mode, and the driver opens a transaction only for a write),
-    so it ends on the event loop: a thread hop costs far more than closing it."""
+    SQLite read takes no lock in WAL mode, and a transaction is opened only for a write or a
+    savepoint), so it ends on the event loop: a thread hop costs far more than closing it."""
     if session.new or session.dirty or session.deleted or transaction.has_pending(session):
         return False
     connection = session.connection()

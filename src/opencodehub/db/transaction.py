@@ -109,9 +109,7 @@ def batch_before_commit(
 
 def has_pending(session: Session) -> bool:
     """True when work waits on the outcome of the session's transaction: the transaction must be
-    committed or rolled back, not just closed, even if it seems to have written nothing. (On
-    SQLite a savepoint opened before any write commits at its release, so such a transaction
-    looks like one that only read.)"""
+    committed or rolled back, not just closed, even if it seems to have written nothing."""
     pending: _Pending | None = session.info.get(_PENDING)
     return pending is not None and not pending.committed
 
