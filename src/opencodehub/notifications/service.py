@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import User
 from opencodehub.core.errors import NotFound, ValidationFailed
+from opencodehub.core.logging import get_logger
 from opencodehub.core.pagination import Page
 from opencodehub.core.time import utcnow
 from opencodehub.db import transaction
@@ -40,6 +41,8 @@ from opencodehub.repos.models import Repository
 if TYPE_CHECKING:
     from opencodehub.issues.models import Issue, IssueComment
 
+log = get_logger("opencodehub.notifications")
+
 _WAKE_MAILERS = "opencodehub.notifications.wake_mailers"
 # Called (from the committing thread) when a transaction that queued emails commits.
 _wakers: list[Callable[[], None]] = []
@@ -57,7 +60,12 @@ def add_email_waker(waker: Callable[[], None]) -> Callable[[], None]:
 
 def _wake_mailers() -> None:
     for waker in list(_wakers):
-        waker()
+        try:
+            waker()
+        except Exception:
+            # One mailer gone (its loop closed) must not keep the others asleep: they would
+            # send only at their next poll.
+            log.exception("email waker failed")
 
 
 # Subscriptions ---------------------------------------------------------------------------------
