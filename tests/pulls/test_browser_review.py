@@ -8,54 +8,25 @@ Runs once, on SQLite (the same flows run on every engine in the TestClient tests
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sync_playwright
-from tests.conftest import OUTPUT_DIR, PASSWORD, LiveServer, auth_header
+from tests.browser import database as database  # SQLite only, module scope: see there
+from tests.browser import database_url as database_url
+from tests.browser import launch, shoot
+from tests.conftest import PASSWORD, LiveServer, auth_header
 from tests.pulls.conftest import commit_on
 from tests.repos.git_helpers import commit_files, create_repo
 
 from opencodehub.accounts.models import Permission, User
 from opencodehub.config import Settings
-from opencodehub.db.base import Base
 from opencodehub.db.engine import Database
 from opencodehub.repos import store
 from opencodehub.repos.models import Collaborator
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-SCREENSHOTS = OUTPUT_DIR / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """This module runs on SQLite only (overrides the engine-parametrized fixture)."""
-    yield f"sqlite:///{tmp_path_factory.mktemp('browser-review') / 'och.db'}"
-
-
-@pytest.fixture(scope="module")
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    Base.metadata.create_all(db.engine)
-    yield db
-    db.dispose()
-
-
-def _shoot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def _signed_in(browser: Browser, base: str, username: str, problems: list[str]) -> Page:
@@ -98,9 +69,7 @@ def test_open_review_and_merge_in_chromium(
     base = live_server.url
     problems: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = launch(playwright)
         try:
             # Alice opens the pull request with the form.
             author = _signed_in(browser, base, "alice", problems)
@@ -125,7 +94,7 @@ def test_open_review_and_merge_in_chromium(
             expect(thread.locator("xpath=ancestor::tr[1]")).to_have_class(
                 re.compile(r"\breview-row\b")
             )
-            _shoot(reviewer, "pulls-01-line-comment")
+            shoot(reviewer, "pulls-01-line-comment")
             submit = reviewer.get_by_test_id("review-submit")
             submit.locator("textarea").fill("Looks right.")
             submit.get_by_label("Approve").check()
@@ -143,10 +112,10 @@ def test_open_review_and_merge_in_chromium(
             # Alice sees the approval and merges.
             author.reload()
             expect(author.locator("[data-state=APPROVED]")).to_contain_text("approved")
-            _shoot(author, "pulls-02-conversation")
+            shoot(author, "pulls-02-conversation")
             author.get_by_role("button", name="Merge pull request").click()
             expect(author.get_by_test_id("pull-state")).to_have_text("Merged")
-            _shoot(author, "pulls-03-merged")
+            shoot(author, "pulls-03-merged")
         finally:
             browser.close()
     assert problems == []

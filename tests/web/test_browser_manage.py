@@ -7,65 +7,22 @@ Runs once, on SQLite (the form flows run on every engine in the TestClient tests
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Error, expect, sync_playwright
 
-from opencodehub.db.base import Base
-from opencodehub.db.engine import Database
-from tests.conftest import OUTPUT_DIR, PASSWORD, LiveServer
+from tests.browser import database as database  # SQLite only, module scope: see there
+from tests.browser import database_url as database_url
+from tests.browser import launch, shoot, take_expected
+from tests.conftest import PASSWORD, LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-SCREENSHOTS = OUTPUT_DIR / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """This module runs on SQLite only (overrides the engine-parametrized fixture)."""
-    yield f"sqlite:///{tmp_path_factory.mktemp('browser-manage') / 'och.db'}"
-
-
-@pytest.fixture(scope="module")
-def database(database_url: str) -> Iterator[Database]:
-    """The conftest's `database`, at module scope to follow the SQLite-only `database_url`."""
-    db = Database(database_url)
-    Base.metadata.create_all(db.engine)
-    yield db
-    db.dispose()
-
-
-def _take_expected(problems: list[str], status: int) -> None:
-    """Drop the one console line Chromium logs for a page we meant to answer with `status`."""
-    expected = f"the server responded with a status of {status}"
-    matching = [problem for problem in problems if expected in problem]
-    assert len(matching) == 1, problems
-    problems.remove(matching[0])
-
-
-def _shoot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_create_rename_explore_profile_in_chromium(live_server: LiveServer) -> None:
     problems: list[str] = []
     base = live_server.url
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = launch(playwright)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 800})
             page = context.new_page()
@@ -86,7 +43,7 @@ def test_create_rename_explore_profile_in_chromium(live_server: LiveServer) -> N
             page.fill("#field-password", PASSWORD)
             page.get_by_role("button", name="Create account").click()
             expect(page.locator(".flashes")).to_contain_text("Welcome to OpenCodeHub, grace!")
-            _shoot(page, "manage-01-dashboard-empty")
+            shoot(page, "manage-01-dashboard-empty")
 
             # The new-repository form, first with a bad name, then for real.
             page.locator("details.user-menu > summary").click()
@@ -96,18 +53,18 @@ def test_create_rename_explore_profile_in_chromium(live_server: LiveServer) -> N
             page.fill("#field-description", "A compiler for the masses")
             page.get_by_role("button", name="Create repository").click()
             expect(page.locator("#error-name")).to_contain_text("may only contain")
-            _take_expected(problems, 422)
+            take_expected(problems, 422)
             expect(page.locator("#field-description")).to_have_value("A compiler for the masses")
-            _shoot(page, "manage-02-new-repository-error")
+            shoot(page, "manage-02-new-repository-error")
             page.fill("#field-name", "compiler")
             page.check("input[name=auto_init]")
             page.select_option("#field-gitignore_template", "C")
             page.select_option("#field-license_template", "mit")
-            _shoot(page, "manage-03-new-repository")
+            shoot(page, "manage-03-new-repository")
             page.get_by_role("button", name="Create repository").click()
             expect(page).to_have_url(f"{base}/grace/compiler")
             expect(page.locator(".flashes")).to_contain_text("grace/compiler was created")
-            _shoot(page, "manage-04-repository-home")
+            shoot(page, "manage-04-repository-home")
 
             # Settings: rename; the old address then redirects to the new one.
             page.goto(f"{base}/grace/compiler/settings")
@@ -117,7 +74,7 @@ def test_create_rename_explore_profile_in_chromium(live_server: LiveServer) -> N
             page.get_by_role("button", name="Save changes").click()
             expect(page).to_have_url(f"{base}/grace/cc/settings")
             expect(page.locator(".flashes")).to_contain_text("Repository settings saved.")
-            _shoot(page, "manage-05-settings")
+            shoot(page, "manage-05-settings")
             page.goto(f"{base}/grace/compiler/settings")
             expect(page).to_have_url(f"{base}/grace/cc/settings")
 
@@ -127,11 +84,11 @@ def test_create_rename_explore_profile_in_chromium(live_server: LiveServer) -> N
             expect(page.locator("[data-testid=delete-section] .field-error")).to_contain_text(
                 "type grace/cc exactly to confirm"
             )
-            _take_expected(problems, 422)
-            _shoot(page, "manage-06-delete-refused")
+            take_expected(problems, 422)
+            shoot(page, "manage-06-delete-refused")
 
             page.goto(f"{base}/grace/cc/settings/access")
-            _shoot(page, "manage-07-access")
+            shoot(page, "manage-07-access")
 
             # Explore and the profile list it, with its topics.
             page.goto(f"{base}/")
@@ -142,17 +99,17 @@ def test_create_rename_explore_profile_in_chromium(live_server: LiveServer) -> N
             page.get_by_role("button", name="Search").click()
             expect(page.get_by_test_id("explore-count")).to_contain_text("0 repositories")
             page.goto(f"{base}/explore")
-            _shoot(page, "manage-08-explore")
+            shoot(page, "manage-08-explore")
 
             page.locator("details.user-menu > summary").click()
             page.get_by_role("menuitem", name="Your profile").click()
             expect(page).to_have_url(f"{base}/grace")
             expect(page.get_by_test_id("repo-row")).to_contain_text("cc")
-            _shoot(page, "manage-09-profile")
+            shoot(page, "manage-09-profile")
 
             page.goto(f"{base}/")
             expect(page.get_by_test_id("dashboard-repositories")).to_contain_text("grace/cc")
-            _shoot(page, "manage-10-dashboard")
+            shoot(page, "manage-10-dashboard")
 
             # Phone width: the profile and the settings fit.
             phone = browser.new_context(viewport={"width": 390, "height": 844})
@@ -166,7 +123,7 @@ def test_create_rename_explore_profile_in_chromium(live_server: LiveServer) -> N
                 ("manage-13-new-phone", "/new"),
             ]:
                 phone_page.goto(f"{base}{path}")
-                _shoot(phone_page, name)
+                shoot(phone_page, name)
                 assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390, path
             phone.close()
             context.close()

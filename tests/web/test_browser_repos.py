@@ -6,25 +6,25 @@ Runs once, on SQLite (the pages run on every engine in the TestClient tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Error, expect, sync_playwright
 
 from opencodehub.accounts.models import User
-from opencodehub.db.base import Base
 from opencodehub.db.engine import Database
-from tests.conftest import OUTPUT_DIR, PASSWORD, LiveServer
+from tests.browser import database as database  # SQLite only, module scope: see there
+from tests.browser import database_url as database_url
+from tests.browser import launch, shoot
+from tests.conftest import PASSWORD, LiveServer
 from tests.git.gitutil import repo_url, run_git
 from tests.repos.git_helpers import create_repo
-from tests.web.test_browser import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 # Parts of the pages arrive by htmx after load; on a busy CI machine that can take a while.
 expect.set_options(timeout=15_000)
 
-SCREENSHOTS = OUTPUT_DIR / "screenshots"
 APP_PY = "".join(f"def function_{n}(value):\n    return value * {n}\n\n" for n in range(1, 30))
 README = """# Demo project
 
@@ -41,25 +41,6 @@ A repository for the browser test. See [the app](src/app.py).
 print("hello")
 ```
 """
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """This module runs on SQLite only (overrides the engine-parametrized fixture)."""
-    yield f"sqlite:///{tmp_path_factory.mktemp('browser-repos') / 'och.db'}"
-
-
-@pytest.fixture(scope="module")
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    Base.metadata.create_all(db.engine)
-    yield db
-    db.dispose()
-
-
-def _shoot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def _push_project(base: str, work: Path) -> None:
@@ -92,9 +73,7 @@ def test_browse_blame_and_edit_in_chromium(
 
     problems: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = launch(playwright)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()
@@ -123,51 +102,51 @@ def test_browse_blame_and_edit_in_chromium(
             expect(page.get_by_test_id("readme")).to_contain_text("A repository for the browser")
             expect(page.get_by_test_id("repo-stats")).to_contain_text("2 commits")
             expect(page.get_by_test_id("repo-stats")).to_contain_text("Python")
-            _shoot(page, "repos-01-home")
+            shoot(page, "repos-01-home")
 
             # Tree, then a file with a line range.
             page.get_by_role("link", name="src", exact=True).click()
             expect(page.get_by_test_id("crumb-current")).to_have_text("src")
-            _shoot(page, "repos-02-tree")
+            shoot(page, "repos-02-tree")
             page.get_by_role("link", name="app.py").click()
             expect(page.get_by_test_id("code")).to_contain_text("def function_7")
             page.locator('a[data-line="20"]').click()
             page.locator('a[data-line="24"]').click(modifiers=["Shift"])
             expect(page).to_have_url(f"{base}/ada/demo/blob/main/src/app.py#L20-L24")
             expect(page.locator("tr.line-selected")).to_have_count(5)
-            _shoot(page, "repos-03-blob-range")
+            shoot(page, "repos-03-blob-range")
             page.goto(f"{base}/ada/demo/blob/main/src/app.py#L7")
             expect(page.locator("tr.line-selected")).to_have_count(1)
 
             # History and a commit diff, unified and split.
             page.goto(f"{base}/ada/demo/commits/main")
             expect(page.get_by_test_id("commit-row")).to_have_count(2)
-            _shoot(page, "repos-04-commits")
+            shoot(page, "repos-04-commits")
             page.get_by_role("link", name="Tune function_7 and add util").first.click()
             expect(page.get_by_test_id("diff-file")).to_have_count(2)
             expect(page.locator("ins.word").first).to_have_text("700")
-            _shoot(page, "repos-05-commit-unified")
+            shoot(page, "repos-05-commit-unified")
             page.get_by_test_id("split-toggle").click()
             expect(page.locator("table.diff-split").first).to_be_visible()
-            _shoot(page, "repos-06-commit-split")
+            shoot(page, "repos-06-commit-split")
 
             # Blame.
             page.goto(f"{base}/ada/demo/blame/main/src/app.py")
             expect(page.get_by_test_id("blame")).to_contain_text("Initial commit")
             expect(page.get_by_test_id("blame")).to_contain_text("Tune function_7")
-            _shoot(page, "repos-07-blame")
+            shoot(page, "repos-07-blame")
 
             # Rendered markdown and its source.
             page.goto(f"{base}/ada/demo/blob/main/README.md")
             expect(page.get_by_test_id("rendered-markdown").locator("table")).to_be_visible()
-            _shoot(page, "repos-08-markdown")
+            shoot(page, "repos-08-markdown")
 
             # Edit a file in the browser: a commit on main by the signed-in user.
             page.goto(f"{base}/ada/demo/blob/main/src/util.py")
             page.get_by_test_id("edit-file").click()
             page.fill("#field-content", "HELPER = False\n")
             page.fill("#field-message", "Turn the helper off")
-            _shoot(page, "repos-09-edit")
+            shoot(page, "repos-09-edit")
             page.get_by_test_id("commit-changes").click()
             expect(page.locator(".flashes")).to_contain_text("Committed src/util.py.")
             expect(page.get_by_test_id("code")).to_contain_text("HELPER = False")
@@ -175,7 +154,7 @@ def test_browse_blame_and_edit_in_chromium(
             expect(page.get_by_test_id("commit-row").first).to_contain_text("Turn the helper off")
 
             page.goto(f"{base}/ada/demo/branches")
-            _shoot(page, "repos-10-branches")
+            shoot(page, "repos-10-branches")
 
             # Dark theme.
             page.goto(f"{base}/ada/demo")
@@ -184,14 +163,14 @@ def test_browse_blame_and_edit_in_chromium(
                 page.locator("[data-theme-toggle]").click()
             page.reload()
             expect(page.locator("#file-list")).to_contain_text("Turn the helper off")
-            _shoot(page, "repos-11-home-dark")
+            shoot(page, "repos-11-home-dark")
             page.goto(f"{base}/ada/demo/blob/main/src/app.py#L5")
-            _shoot(page, "repos-12-blob-dark")
+            shoot(page, "repos-12-blob-dark")
             commit_link = page.get_by_test_id("permalink").get_attribute("href")
             assert commit_link is not None and "/blob/" in commit_link
             page.goto(f"{base}/ada/demo/commits/main")
             page.get_by_role("link", name="Tune function_7 and add util").first.click()
-            _shoot(page, "repos-13-commit-dark")
+            shoot(page, "repos-13-commit-dark")
 
             # Phone width.
             phone = browser.new_context(viewport={"width": 390, "height": 844})
@@ -200,7 +179,7 @@ def test_browse_blame_and_edit_in_chromium(
             phone_page.on("pageerror", on_page_error)
             phone_page.goto(f"{base}/ada/demo")
             expect(phone_page.locator("#file-list")).to_contain_text("src")
-            _shoot(phone_page, "repos-14-home-phone")
+            shoot(phone_page, "repos-14-home-phone")
             width = phone_page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390
             phone.close()

@@ -7,7 +7,7 @@ Runs once, on SQLite (the flows run on every engine in the TestClient tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,28 +20,15 @@ from starlette.routing import Route
 
 from opencodehub.accounts.models import User
 from opencodehub.config import Settings
-from opencodehub.db.base import Base
 from opencodehub.db.engine import Database
 from tests.accounts.oauthapps.conftest import RegisteredApp, authorize_url
+from tests.browser import database as database  # SQLite only, module scope: see there
+from tests.browser import database_url as database_url
+from tests.browser import launch, shoot
 from tests.conftest import PASSWORD, LiveServer, free_port
 from tests.peers._server import serve_in_thread
-from tests.web.test_browser import CHROMIUM_ARGS, _shoot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """This module runs on SQLite only (overrides the engine-parametrized fixture)."""
-    yield f"sqlite:///{tmp_path_factory.mktemp('oauth-browser') / 'och.db'}"
-
-
-@pytest.fixture(scope="module")
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    Base.metadata.create_all(db.engine)
-    yield db
-    db.dispose()
 
 
 @pytest.fixture
@@ -73,9 +60,7 @@ def test_authorize_in_chromium(
     with serve_in_thread(tool) as tool_url:
         app = make_app(callback=f"{tool_url}/callback", name="Deploy Tool")
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
+            browser = launch(playwright)
             try:
                 page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
                 page.goto(live_server.url + authorize_url(app, scope="repo read:org"))
@@ -85,15 +70,15 @@ def test_authorize_in_chromium(
                 consent = page.get_by_test_id("consent")
                 expect(consent).to_contain_text("Deploy Tool")
                 expect(consent).to_contain_text("Full control of your repositories")
-                _shoot(page, "oauth-01-consent")
+                shoot(page, "oauth-01-consent")
                 page.get_by_role("button", name="Authorize Deploy Tool").click()
                 expect(page.locator("h1")).to_have_text("Tool: signed in")
                 page.goto(f"{live_server.url}/settings/applications")
                 expect(page.get_by_test_id("authorization-row")).to_contain_text("Deploy Tool")
-                _shoot(page, "oauth-02-applications")
+                shoot(page, "oauth-02-applications")
                 page.goto(f"{live_server.url}/settings/applications/{app.id}")
                 expect(page.get_by_test_id("client-id")).to_have_text(app.client_id)
-                _shoot(page, "oauth-03-app")
+                shoot(page, "oauth-03-app")
             finally:
                 browser.close()
     assert len(received) == 1 and received[0]["state"] == "st4te"

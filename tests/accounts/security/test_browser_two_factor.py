@@ -8,36 +8,20 @@ Runs once, on SQLite (the flows run on every engine in the TestClient tests).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from opencodehub.config import Settings
-from opencodehub.db.base import Base
 from opencodehub.db.engine import Database
 from tests.accounts.security.conftest import code
-from tests.conftest import OUTPUT_DIR, PASSWORD, LiveServer, free_port
-from tests.web.test_browser import CHROMIUM_ARGS
+from tests.browser import database as database  # SQLite only, module scope: see there
+from tests.browser import database_url as database_url
+from tests.browser import launch, shoot
+from tests.conftest import PASSWORD, LiveServer, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-SCREENSHOTS = OUTPUT_DIR / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """This module runs on SQLite only (overrides the engine-parametrized fixture)."""
-    yield f"sqlite:///{tmp_path_factory.mktemp('browser-2fa') / 'och.db'}"
-
-
-@pytest.fixture(scope="module")
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    Base.metadata.create_all(db.engine)
-    yield db
-    db.dispose()
 
 
 @pytest.fixture
@@ -54,11 +38,6 @@ def settings(db: Database, data_dir: Path) -> Settings:
         base_url=f"http://localhost:{port}",
         _env_file=None,
     )
-
-
-def _shoot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def _sign_in(page: Page, base: str) -> None:
@@ -82,9 +61,7 @@ def test_totp_recovery_code_and_security_key_in_chromium(
     base = live_server.settings.effective_base_url
     problems: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = launch(playwright)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()
@@ -101,19 +78,19 @@ def test_totp_recovery_code_and_security_key_in_chromium(
             page.get_by_role("link", name="Set up").click()
             expect(page.get_by_test_id("totp-qr").locator("svg")).to_be_visible()
             secret = page.get_by_test_id("totp-secret").inner_text()
-            _shoot(page, "2fa-01-setup")
+            shoot(page, "2fa-01-setup")
             page.fill("#field-code", code(secret, clock[0]))
             page.get_by_role("button", name="Enable").click()
             codes = page.get_by_test_id("recovery-codes").inner_text().split()
             assert len(codes) == 10
-            _shoot(page, "2fa-02-recovery-codes")
+            shoot(page, "2fa-02-recovery-codes")
             page.get_by_role("link", name="I have saved my recovery codes").click()
             expect(page.get_by_test_id("totp-enabled")).to_be_visible()
             _sign_out(page)
 
             # Sign in with a code from the app.
             _sign_in(page, base)
-            _shoot(page, "2fa-03-challenge")
+            shoot(page, "2fa-03-challenge")
             clock[0] += 1
             page.fill("#field-code", code(secret, clock[0]))
             page.get_by_role("button", name="Verify").click()
@@ -147,7 +124,7 @@ def test_totp_recovery_code_and_security_key_in_chromium(
             page.fill("#key-name", "Virtual key")
             page.get_by_role("button", name="Add security key").click()
             expect(page.get_by_test_id("security-key")).to_contain_text("Virtual key")
-            _shoot(page, "2fa-04-security-key")
+            shoot(page, "2fa-04-security-key")
             _sign_out(page)
 
             _sign_in(page, base)

@@ -6,7 +6,6 @@ Runs once, on SQLite (the flows run on every engine in the TestClient tests).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,28 +13,15 @@ from playwright.sync_api import expect, sync_playwright
 
 from opencodehub.accounts.sso import service as sso
 from opencodehub.config import Settings
-from opencodehub.db.base import Base
 from opencodehub.db.engine import Database
 from tests.accounts.sso.conftest import OIDC_ACCOUNTS
+from tests.browser import database as database  # SQLite only, module scope: see there
+from tests.browser import database_url as database_url
+from tests.browser import launch, shoot
 from tests.conftest import LiveServer, free_port
 from tests.peers.oidc import run_oidc_provider
-from tests.web.test_browser import CHROMIUM_ARGS, _shoot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """This module runs on SQLite only (overrides the engine-parametrized fixture)."""
-    yield f"sqlite:///{tmp_path_factory.mktemp('sso-browser') / 'och.db'}"
-
-
-@pytest.fixture(scope="module")
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    Base.metadata.create_all(db.engine)
-    yield db
-    db.dispose()
 
 
 @pytest.fixture
@@ -69,19 +55,17 @@ def test_sign_in_with_oidc_in_chromium(live_server: LiveServer, db: Database) ->
                 discovery_url=provider.discovery_url,
             )
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
+            browser = launch(playwright)
             try:
                 page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
                 page.goto(f"{base}/login?next=/settings/linked-accounts")
-                _shoot(page, "sso-01-login")
+                shoot(page, "sso-01-login")
                 page.get_by_test_id("sso-corp").click()
 
                 # At the provider: its development login form, then the consent form.
                 page.locator("input[name=login]").fill("alice")
                 page.locator("input[name=password]").fill("any-password")
-                _shoot(page, "sso-02-provider-login")
+                shoot(page, "sso-02-provider-login")
                 page.locator("button[type=submit]").click()
                 page.get_by_role("button", name="Continue").click()
 
@@ -89,7 +73,7 @@ def test_sign_in_with_oidc_in_chromium(live_server: LiveServer, db: Database) ->
                 expect(page).to_have_url(f"{base}/settings/linked-accounts")
                 expect(page.locator(".flashes")).to_contain_text("Welcome to OpenCodeHub, alice!")
                 expect(page.get_by_test_id("identity-row")).to_contain_text("Corp SSO")
-                _shoot(page, "sso-03-linked-accounts")
+                shoot(page, "sso-03-linked-accounts")
                 whoami = page.request.get(f"{base}/api/v3/user")
                 assert whoami.json()["login"] == "alice"
             finally:
