@@ -45,7 +45,8 @@ def _sqlite_begin_before_savepoint(connection: Any, _name: str) -> None:
     and its RELEASE committed it: rolling the session back afterwards undid nothing the
     savepoint wrote. Begin the real transaction first, as the other engines do."""
     dbapi_connection = connection.connection.dbapi_connection
-    if not dbapi_connection.in_transaction:
+    # isolation_level None is autocommit (asked for explicitly): no transaction to begin.
+    if dbapi_connection.isolation_level is not None and not dbapi_connection.in_transaction:
         dbapi_connection.execute("BEGIN")
 
 
