@@ -102,6 +102,9 @@ def test_commit_statuses_box(
     assert box.status_code == 200
     assert 'data-state="success"' in box.text and "ci/build" in box.text and "Built" in box.text
     assert client.get("/alice/project/commit/nope/statuses").status_code == 404
+    bare = commit_on(settings, world.repo, {"b.txt": b"b\n"}, branch="main")
+    empty = client.get(f"/alice/project/commit/{bare}/statuses")
+    assert empty.status_code == 200 and "commit-statuses" not in empty.text
 
 
 def test_line_comments_threads_and_review_on_the_files_tab(
@@ -188,7 +191,7 @@ def test_line_comments_threads_and_review_on_the_files_tab(
     conversation = client.get("/alice/project/pull/1").text
     assert 'data-testid="timeline-review" data-state="APPROVED"' in conversation
     assert f'id="thread-{root_id}"' in conversation
-    assert 'data-testid="commit-statuses"' in conversation
+    assert 'data-testid="commit-statuses"' not in conversation  # the head has no statuses
     assert 'data-testid="request-reviewers"' in conversation
     client.cookies.clear()
     log_in(client, "alice")
