@@ -93,14 +93,15 @@ def test_sliding_window_retry_after_is_exact(limiter: RateLimiter, clock: Clock)
     """Hits spread over the last windows, in several mixes: at `retry_after` one more is
     allowed, a second earlier it is not."""
     start = clock.now
-    for number, offsets in enumerate(
+    # (hit times relative to now, seconds until the third latest hit in the window leaves it)
+    for number, (offsets, retry_after) in enumerate(
         [
-            (0, 0, 0),
-            (0, 0, 0, 0, 0),
-            (-400, -290, -10, 0),
-            (-299.5, -200.25, -100.75),  # real clocks are not on whole seconds
-            (-250, -1, -1, -1),
-            (-600, -300, -299, 0, 0),
+            ((0, 0, 0), WINDOW),
+            ((0, 0, 0, 0, 0), WINDOW),
+            ((-400, -290, -10, 0), 10),
+            ((-299.5, -200.25, -100.75), 1),  # real clocks are not on whole seconds: 0.5 s up
+            ((-250, -1, -1, -1), WINDOW - 1),
+            ((-600, -300, -299, 0, 0), 1),  # -300 is exactly one window old: out
         ]
     ):
         key = f"mix:{number}"
@@ -110,7 +111,7 @@ def test_sliding_window_retry_after_is_exact(limiter: RateLimiter, clock: Clock)
         clock.now = start
         window = limiter.peek_sliding(key, 3, WINDOW)
         assert not window.allowed, offsets
-        assert 1 <= window.retry_after <= WINDOW
+        assert window.retry_after == retry_after, offsets
         clock.now = start + window.retry_after - 1
         assert not limiter.peek_sliding(key, 3, WINDOW).allowed, offsets
         clock.now = start + window.retry_after
