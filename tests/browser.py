@@ -13,9 +13,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, Playwright
 
-from opencodehub.db.base import Base
 from opencodehub.db.engine import Database
-from tests.conftest import OUTPUT_DIR
+from tests.conftest import OUTPUT_DIR, database_with_tables
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -38,10 +37,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    Base.metadata.create_all(db.engine)
-    yield db
-    db.dispose()
+    with database_with_tables(database_url) as db:
+        yield db
 
 
 def launch(playwright: Playwright) -> Browser:

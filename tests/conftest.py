@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,12 +144,21 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         drop()
 
 
+@contextmanager
+def database_with_tables(url: str) -> Iterator[Database]:
+    """The database at `url` with every table made, disposed after the block."""
+    db = Database(url)
+    Base.metadata.create_all(db.engine)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
 @pytest.fixture(scope="session")
 def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    Base.metadata.create_all(db.engine)
-    yield db
-    db.dispose()
+    with database_with_tables(database_url) as db:
+        yield db
 
 
 def _empty_tables(db: Database) -> None:

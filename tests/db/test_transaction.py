@@ -27,6 +27,16 @@ from tests.git.gitutil import create_repo
 ZERO = "0" * 40
 
 
+class Flushes:
+    """A batch's flush that records the items of each call."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def __call__(self, _session: Session, items: list[str]) -> None:
+        self.batches.append(list(items))
+
+
 class Abort(Exception):
     pass
 
@@ -100,18 +110,16 @@ def test_rollback_after_a_released_savepoint_runs_only_the_clean_up(
 ) -> None:
     session = new_session()
     ran: list[str] = []
-    flushed: list[list[str]] = []
+    flush = Flushes()
     with pytest.raises(Abort), session.begin():
         transaction.after_commit(session, _recorder(ran, "after commit"))
         transaction.if_not_committed(session, _recorder(ran, "clean up"))
-        transaction.batch_before_commit(
-            session, "k", "item", lambda _s, items: flushed.append(items)
-        )
+        transaction.batch_before_commit(session, "k", "item", flush)
         _savepoint(session)
         assert ran == []
         raise Abort
     assert ran == ["clean up"]
-    assert flushed == []
+    assert flush.batches == []
 
 
 def test_session_rollback_with_a_savepoint_open_and_session_close_count_as_not_committed(
@@ -141,11 +149,7 @@ def test_a_rolled_back_savepoint_does_not_drop_pending_work(
 ) -> None:
     session = new_session()
     ran: list[str] = []
-    flushed: list[list[str]] = []
-
-    def flush(_session: Session, items: list[str]) -> None:
-        flushed.append(list(items))
-
+    flush = Flushes()
     with session.begin():
         transaction.after_commit(session, _recorder(ran, "outer"))
         transaction.if_not_committed(session, _recorder(ran, "clean up"))
@@ -158,9 +162,9 @@ def test_a_rolled_back_savepoint_does_not_drop_pending_work(
         nested = session.begin_nested()
         session.execute(select(1))
         nested.rollback()
-        assert ran == [] and flushed == []
+        assert ran == [] and flush.batches == []
     assert ran == ["outer", "in savepoint"]
-    assert flushed == [["a", "b"]]
+    assert flush.batches == [["a", "b"]]
 
 
 def test_keyed_after_commit_runs_once_per_transaction(
@@ -186,11 +190,7 @@ def test_work_does_not_leak_into_the_next_transaction(
 ) -> None:
     session = new_session()
     ran: list[str] = []
-    flushed: list[list[str]] = []
-
-    def flush(_session: Session, items: list[str]) -> None:
-        flushed.append(list(items))
-
+    flush = Flushes()
     with pytest.raises(Abort), session.begin():
         transaction.after_commit(session, _recorder(ran, "rolled back"), key="k")
         transaction.batch_before_commit(session, "batch", "rolled back", flush)
@@ -206,7 +206,7 @@ def test_work_does_not_leak_into_the_next_transaction(
     with session.begin():
         _savepoint(session)
     assert ran == ["committed"]
-    assert flushed == [["committed"]]
+    assert flush.batches == [["committed"]]
 
 
 def test_after_commit_work_registered_by_an_action_runs_in_the_same_commit(

@@ -126,11 +126,17 @@ def _run(actions: list[Action], failure: str) -> None:
             log.exception(failure, action=getattr(action, "__qualname__", repr(action)))
 
 
+def _outermost_pending(session: Session) -> _Pending | None:
+    """The pending work, when the event is the outermost transaction's (SQLAlchemy sends
+    `before_commit` and `after_commit` for savepoints too)."""
+    if session.in_nested_transaction():
+        return None
+    return session.info.get(_PENDING)
+
+
 @event.listens_for(Session, "before_commit")
 def _flush_batches(session: Session) -> None:
-    if session.in_nested_transaction():
-        return
-    pending: _Pending | None = session.info.get(_PENDING)
+    pending = _outermost_pending(session)
     if pending is None:
         return
     while pending.batches:
@@ -142,9 +148,7 @@ def _flush_batches(session: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
-    if session.in_nested_transaction():
-        return
-    pending: _Pending | None = session.info.get(_PENDING)
+    pending = _outermost_pending(session)
     if pending is None:
         return
     # Left in place until the transaction's end event, which then knows not to clean up.

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from opencodehub.accounts.models import User
 from opencodehub.accounts.security.models import AuditEvent
 from opencodehub.accounts.sso.models import AuthSource, ExternalIdentity
-from opencodehub.db.base import Base
 from opencodehub.db.engine import Database
 from tests.accounts.sso.conftest import Browser, OAuthPeer
+from tests.conftest import database_with_tables
 from tests.peers.github import github_user
 from tests.peers.oidc import OIDCProvider
 from tests.web.forms import log_in, log_out, post_form
@@ -31,10 +31,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    Base.metadata.create_all(db.engine)
-    yield db
-    db.dispose()
+    with database_with_tables(database_url) as db:
+        yield db
 
 
 def _signed_in_as(client: TestClient) -> str | None:
