@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opencodehub.core.logging import bound_context, get_logger
+from opencodehub.core.routing import APIRouter
 
 router = APIRouter(include_in_schema=False)
 log = get_logger("opencodehub.http")

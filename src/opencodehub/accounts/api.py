@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy import bindparam, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -48,6 +48,7 @@ from opencodehub.accounts.schemas import (
 from opencodehub.accounts.security.models import TotpDevice, WebAuthnCredential
 from opencodehub.core.errors import Forbidden, NotFound, ValidationFailed
 from opencodehub.core.pagination import Page, link_header
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep, SettingsDep
 from opencodehub.repos.authz import authorize, org_role
 from opencodehub.repos.models import Repository, TeamRepository, Visibility

@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.convertors import Convertor, register_url_convertor
@@ -27,6 +27,7 @@ from opencodehub.accounts.throttle import LoginThrottle, LoginThrottled, account
 from opencodehub.config import Settings
 from opencodehub.core.errors import FieldError, NotFound, ValidationFailed
 from opencodehub.core.pagination import Page
+from opencodehub.core.routing import APIRouter
 from opencodehub.core.time import utcnow
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.repos import service as repos

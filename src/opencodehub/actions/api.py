@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from opencodehub.actions.models import (
 from opencodehub.config import Settings
 from opencodehub.core.errors import NotFound
 from opencodehub.core.pagination import Page, link_header
+from opencodehub.core.routing import APIRouter
 from opencodehub.core.time import isoformat
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.repos import service as repos

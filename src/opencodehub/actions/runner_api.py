@@ -13,10 +13,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +25,7 @@ from opencodehub.actions.queue import get_queue
 from opencodehub.config import Settings
 from opencodehub.core.crypto import sha256_hex
 from opencodehub.core.errors import OCHError, Unauthorized
+from opencodehub.core.routing import APIRouter, DeferredAPIRoute
 from opencodehub.db.engine import Database
 from opencodehub.runner.protocol import (
     PREFIX,
@@ -44,7 +44,7 @@ from opencodehub.runner.protocol import (
 )
 
 
-class _JSONErrorRoute(APIRoute):
+class _JSONErrorRoute(DeferredAPIRoute):
     """Answer errors as JSON: these paths are outside /api/v3, where the app renders HTML."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import Form, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from opencodehub.accounts.models import Permission
@@ -21,6 +21,7 @@ from opencodehub.actions.models import (
     WorkflowRun,
 )
 from opencodehub.core.errors import Conflict, NotFound, ValidationFailed
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep, actor_for_request
 from opencodehub.repos import service as repos
 from opencodehub.repos.views import _load, _page, ago

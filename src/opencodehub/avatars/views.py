@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
@@ -23,6 +23,7 @@ from opencodehub.accounts.models import User
 from opencodehub.accounts.names import USERNAME_RE
 from opencodehub.avatars import service as avatars
 from opencodehub.core.errors import BadRequest, NotFound, OCHError, ValidationFailed
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.repos.authz import authorize
 from opencodehub.storage.base import StorageAdapter

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +22,7 @@ from opencodehub.config import Settings
 from opencodehub.core.errors import Forbidden
 from opencodehub.core.events import EventBus
 from opencodehub.core.logging import get_logger
+from opencodehub.core.routing import APIRouter
 from opencodehub.db.engine import Database
 from opencodehub.git.hooks import HookGrant, verify_hook_token
 from opencodehub.repos import pushes

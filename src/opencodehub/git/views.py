@@ -12,12 +12,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pygit2
-from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from opencodehub.accounts.models import Permission
 from opencodehub.config import Settings
 from opencodehub.core.errors import NotFound
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.git.process import GitProcess
 from opencodehub.repos import service as repos

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
@@ -15,6 +15,7 @@ from opencodehub.accounts.schemas import SimpleUser
 from opencodehub.config import Settings
 from opencodehub.core.errors import NotFound, ValidationFailed
 from opencodehub.core.pagination import Page, link_header
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.issues import service
 from opencodehub.issues.models import Issue, IssueComment

@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.models import Permission, User
 from opencodehub.core.errors import Forbidden, NotFound, OCHError, ValidationFailed
 from opencodehub.core.pagination import Page
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.issues import service
 from opencodehub.issues.models import REACTION_CONTENTS, Issue, IssueComment, Label

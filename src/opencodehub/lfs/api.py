@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ from opencodehub.accounts.models import Permission
 from opencodehub.config import Settings
 from opencodehub.core.errors import Forbidden, NotFound, OCHError, Unauthorized
 from opencodehub.core.logging import get_logger
+from opencodehub.core.routing import APIRouter
 from opencodehub.db.engine import Database
 from opencodehub.deps import actor_from_authorization
 from opencodehub.lfs import service, tokens

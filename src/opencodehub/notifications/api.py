@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,7 @@ from opencodehub.accounts.models import User
 from opencodehub.config import Settings
 from opencodehub.core.errors import Forbidden, NotFound, Unauthorized
 from opencodehub.core.pagination import Page, link_header
+from opencodehub.core.routing import APIRouter
 from opencodehub.core.time import isoformat
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.issues.models import Issue

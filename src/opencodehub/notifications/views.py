@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import Response
 
 from opencodehub.accounts.models import Permission
 from opencodehub.core.errors import ValidationFailed
 from opencodehub.core.pagination import Page
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep
 from opencodehub.issues.models import Issue
 from opencodehub.notifications import service

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
@@ -24,6 +24,7 @@ from opencodehub.config import Settings
 from opencodehub.core.errors import NotFound
 from opencodehub.core.events import EventBus
 from opencodehub.core.pagination import Page, link_header
+from opencodehub.core.routing import APIRouter
 from opencodehub.core.time import isoformat
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep, SettingsDep
 from opencodehub.pulls import reviews, service

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from opencodehub.accounts.models import Permission
 from opencodehub.accounts.schemas import SimpleUser, TeamSimple
 from opencodehub.config import Settings
 from opencodehub.core.errors import NotFound
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.pulls import protection
 from opencodehub.repos import browse, service, store

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from opencodehub.accounts.schemas import SimpleUser, TeamSimple, node_id
 from opencodehub.config import Settings
 from opencodehub.core.events import EventBus
 from opencodehub.core.pagination import Page, link_header
+from opencodehub.core.routing import APIRouter
 from opencodehub.core.time import isoformat
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep, SettingsDep
 from opencodehub.pulls import reviews

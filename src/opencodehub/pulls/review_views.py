@@ -16,13 +16,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import Permission
 from opencodehub.core.errors import Forbidden, NotFound, OCHError, ValidationFailed
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.pulls import protection, reviews
 from opencodehub.pulls.models import PullRequest, ReviewComment

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -16,6 +16,7 @@ from opencodehub.accounts.models import Permission
 from opencodehub.config import Settings
 from opencodehub.core.errors import OCHError, ValidationFailed
 from opencodehub.core.pagination import Page
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.issues import service as issues
 from opencodehub.pulls import reviews, service

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,7 @@ from opencodehub.accounts.schemas import SimpleUser, node_id
 from opencodehub.config import Settings
 from opencodehub.core.errors import DOCS_URL, NotFound, OCHError, ValidationFailed
 from opencodehub.core.pagination import Page, link_header
+from opencodehub.core.routing import APIRouter
 from opencodehub.core.time import utcnow
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep, SettingsDep
 from opencodehub.repos import service, templates

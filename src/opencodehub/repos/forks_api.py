@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from opencodehub.accounts.actor import Actor
 from opencodehub.config import Settings
 from opencodehub.core.errors import ValidationFailed
 from opencodehub.core.pagination import Page, link_header
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep, SettingsDep
 from opencodehub.repos import forks, service
 from opencodehub.repos.api import redirect_moved_repository

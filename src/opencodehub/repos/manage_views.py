@@ -15,7 +15,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from opencodehub.accounts.models import AccountKind, Permission, Team, User
 from opencodehub.accounts.security.sudo import RequireSudo
 from opencodehub.config import Settings
 from opencodehub.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.lfs.service import repository_lfs_objects
 from opencodehub.repos import browse, listing, templates

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from opencodehub.accounts.models import Permission
 from opencodehub.accounts.schemas import SimpleUser, node_id
 from opencodehub.config import Settings
 from opencodehub.core.pagination import Page, link_header
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.repos import browse, service, statuses, store
 from opencodehub.repos.api import redirect_moved_repository

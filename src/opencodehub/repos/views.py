@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import pygit2
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from opencodehub.accounts.actor import Actor
 from opencodehub.accounts.models import Permission
 from opencodehub.config import Settings
 from opencodehub.core.errors import Forbidden, NotFound, OCHError, ValidationFailed
+from opencodehub.core.routing import APIRouter
 from opencodehub.core.time import utcnow
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.lfs import pointer as lfs_pointer

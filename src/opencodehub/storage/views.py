@@ -18,9 +18,10 @@ from typing import Annotated
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from opencodehub.core.routing import APIRouter
 from opencodehub.storage.base import (
     InvalidKey,
     InvalidRange,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from opencodehub.accounts import service as accounts
 from opencodehub.core.pagination import Page
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep
 from opencodehub.repos import listing
 from opencodehub.repos import service as repos

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request
+from fastapi import Body, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -17,6 +17,7 @@ from opencodehub.accounts.jwt import keys
 from opencodehub.accounts.jwt import service as jwt_service
 from opencodehub.accounts.security import audit
 from opencodehub.core.errors import Unauthorized
+from opencodehub.core.routing import APIRouter
 from opencodehub.core.time import isoformat
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.web.auth import web_session_of

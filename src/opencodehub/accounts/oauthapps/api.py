@@ -13,13 +13,14 @@ import binascii
 from typing import Annotated
 from urllib.parse import unquote_plus
 
-from fastapi import APIRouter, Body, Request
+from fastapi import Body, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from opencodehub.accounts.oauthapps import service as oauth
 from opencodehub.accounts.oauthapps.models import OAuthApp
 from opencodehub.core.errors import FieldError, NotFound, Unauthorized, ValidationFailed
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import SessionDep
 
 router = APIRouter()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +25,7 @@ from opencodehub.accounts.oauthapps.api import basic_credentials, client_router
 from opencodehub.accounts.oauthapps.models import OAuthApp
 from opencodehub.accounts.security.sudo import RequireSudo
 from opencodehub.core.errors import NotFound, ValidationFailed
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep
 from opencodehub.web import flash
 from opencodehub.web.auth import WebUser, login_redirect

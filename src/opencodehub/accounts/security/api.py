@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from sqlalchemy import select
 
 from opencodehub.accounts.models import User
 from opencodehub.accounts.security import audit
 from opencodehub.core.errors import Forbidden
 from opencodehub.core.pagination import Page, link_header
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep
 
 router = APIRouter(tags=["security"])

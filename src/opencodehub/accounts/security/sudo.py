@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Body, Depends, Form, Request
+from fastapi import Body, Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from opencodehub.accounts import service as accounts
@@ -22,6 +22,7 @@ from opencodehub.accounts.security import audit
 from opencodehub.accounts.security import service as security
 from opencodehub.accounts.security import webauthn as keys
 from opencodehub.accounts.throttle import LoginThrottle, LoginThrottled, account_key
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import SessionDep, SettingsDep
 from opencodehub.web.auth import LoginRequired, WebUser, safe_next, web_session_of
 from opencodehub.web.csrf import CsrfProtected

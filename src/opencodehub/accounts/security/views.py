@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Body, Form, Request
+from fastapi import Body, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +18,7 @@ from opencodehub.accounts.security import webauthn as keys
 from opencodehub.accounts.security.sudo import RequireSudo
 from opencodehub.config import Settings
 from opencodehub.core.errors import NotFound, ValidationFailed
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.web import flash
 from opencodehub.web.auth import WebUser

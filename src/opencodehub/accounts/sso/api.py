@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from opencodehub.accounts.api import accepts_scopes
 from opencodehub.accounts.sso import service as sso
 from opencodehub.core.errors import Forbidden
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, CurrentUser, SessionDep, SettingsDep
 
 router = APIRouter()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from opencodehub.accounts.sso.models import AuthSource, AuthSourceKind
 from opencodehub.accounts.throttle import LoginThrottle, LoginThrottled, account_key
 from opencodehub.config import Settings
 from opencodehub.core.errors import NotFound, ValidationFailed
+from opencodehub.core.routing import APIRouter
 from opencodehub.deps import CurrentActor, SessionDep, SettingsDep
 from opencodehub.web import flash
 from opencodehub.web.auth import WebUser, safe_next, web_session_of
