@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import fastapi
@@ -14,7 +15,9 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from opencodehub import app as app_module
+from opencodehub.config import Settings
 from opencodehub.core.routing import APIRouter, DeferredAPIRoute
+from tests.conftest import database_with_tables
 
 
 class Item(BaseModel):
@@ -165,3 +168,102 @@ def test_every_route_of_the_app_reads_as_fastapi_would_analyse_it() -> None:
             assert before == after, route.path
             checked += 1
     assert checked > 300
+
+
+def _counting_router(prefix: str = "") -> tuple[APIRouter, list[str]]:
+    router = APIRouter(prefix=prefix)
+    tried: list[str] = []
+
+    @router.get("/user")
+    def user() -> dict[str, str]:
+        return {"route": "user"}
+
+    @router.get("/users/{name}")
+    def named(name: str) -> dict[str, str]:
+        return {"route": name}
+
+    original = DeferredAPIRoute.matches
+
+    def matches(self: DeferredAPIRoute, scope: Any) -> Any:
+        tried.append(self.path)
+        return original(self, scope)
+
+    for route in router.routes:
+        route.matches = matches.__get__(route)  # type: ignore[method-assign]
+    return router, tried
+
+
+def test_a_router_whose_routes_cannot_match_is_skipped_in_one_lookup() -> None:
+    api, api_tried = _counting_router()
+    pages = APIRouter()
+
+    @pages.get("/{owner}/{repo}")
+    def repository(owner: str, repo: str) -> dict[str, str]:
+        return {"owner": owner, "repo": repo}
+
+    app = FastAPI()
+    app.include_router(api, prefix="/api/v3")
+    app.include_router(pages)
+    with TestClient(app) as client:
+        assert client.get("/api/v3/user").json() == {"route": "user"}
+        assert client.get("/api/v3/users/ann").json() == {"route": "ann"}
+        assert set(api_tried) == {"/user", "/users/{name}"}
+
+        api_tried.clear()
+        assert client.get("/ann/tools").json() == {"owner": "ann", "repo": "tools"}
+        assert client.get("/api/v3/nothing/here").status_code == 404
+        assert client.get("/api/v3user").json() == {"owner": "api", "repo": "v3user"}
+        assert api_tried == []
+
+    assert api.first_segments() == frozenset({"user", "users"})
+    assert pages.first_segments() is None
+
+
+def test_nested_routers_and_routes_added_later_count_in_the_shortcut() -> None:
+    inner, _ = _counting_router()
+    outer = APIRouter()
+    outer.include_router(inner, prefix="/v2")
+    outer.include_router(APIRouter(), prefix="")
+    app = FastAPI()
+    app.include_router(outer, prefix="/api")
+    with TestClient(app) as client:
+        assert client.get("/api/v2/user").json() == {"route": "user"}
+        assert client.get("/api/late").status_code == 404
+
+        @outer.get("/late")
+        def late() -> dict[str, str]:
+            return {"route": "late"}
+
+        assert client.get("/api/late").json() == {"route": "late"}
+    assert outer.first_segments() == frozenset({"v2", "late"})
+
+
+def test_the_app_tries_no_rest_route_for_a_repository_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'och.db'}",
+        secret_key="test-secret-key-0123456789abcdef",
+        ssh_enabled=False,
+        _env_file=None,
+    )
+    api_routes = {id(route) for router, _ in app_module.API_ROUTERS for route in router.routes}
+    tried: list[str] = []
+    original = DeferredAPIRoute.matches
+
+    def matches(self: DeferredAPIRoute, scope: Any) -> Any:
+        if id(self) in api_routes:
+            tried.append(self.path)
+        return original(self, scope)
+
+    monkeypatch.setattr(DeferredAPIRoute, "matches", matches)
+    with (
+        database_with_tables(settings.database_url) as database,
+        TestClient(app_module.create_app(settings, database)) as client,
+    ):
+        assert client.get("/octocat/hello-world/issues/1").status_code == 404
+        assert client.get("/settings/profile", follow_redirects=False).status_code == 303
+        assert tried == []
+        assert client.get("/api/v3/user").status_code == 401
+        assert tried  # the REST API's own routes are still matched for its paths
