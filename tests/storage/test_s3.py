@@ -117,3 +117,66 @@ def test_presigned_urls_keep_their_own_signer(s3: S3Storage) -> None:
     url = s3.signed_url("lfs/presigned", "PUT", 60)
     assert url is not None
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url.url and "X-Amz-Signature=" in url.url
+
+
+def test_large_bodies_are_read_straight_from_the_response(
+    s3: S3Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opencodehub.storage import s3 as s3_module
+
+    monkeypatch.setattr(s3_module, "DIRECT_READ_MIN_SIZE", 1 * MiB)
+    monkeypatch.setattr(s3_module, "GET_CHUNK_SIZE", 1 * MiB + 7)
+    iter_chunks_calls: list[int] = []
+    original = s3_module._body_chunks
+
+    def watched(body: Any, response: dict[str, Any], key: str) -> Iterator[bytes]:
+        real = body.iter_chunks
+        body.iter_chunks = lambda chunk_size: (
+            iter_chunks_calls.append(chunk_size) or real(chunk_size)
+        )
+        return original(body, response, key)
+
+    monkeypatch.setattr(s3_module, "_body_chunks", watched)
+    s3.put("big", io.BytesIO(DATA), size=len(DATA))
+    s3.put("small", io.BytesIO(DATA[: MiB // 2]), size=MiB // 2)
+
+    with s3.get("big") as stream:
+        chunks_read = list(stream)
+    assert b"".join(chunks_read) == DATA
+    assert {len(chunk) for chunk in chunks_read[:-1]} == {MiB + 7}
+    with s3.get("big", (3, 3 * MiB + 10)) as stream:
+        assert b"".join(stream) == DATA[3 : 3 * MiB + 11]
+    assert iter_chunks_calls == []
+
+    with s3.get("small") as stream:
+        assert b"".join(stream) == DATA[: MiB // 2]
+    assert iter_chunks_calls == [MiB + 7]
+
+
+class _Body:
+    """A GetObject body whose HTTP response ends early, or that must go through botocore."""
+
+    def __init__(self, data: bytes) -> None:
+        self._raw_stream = type("Raw", (), {"_fp": io.BufferedReader(io.BytesIO(data))})()
+        self.data = data
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
+        yield self.data
+
+
+def test_a_body_shorter_than_its_content_length_is_an_error() -> None:
+    from opencodehub.storage import s3 as s3_module
+    from opencodehub.storage.base import StorageError
+
+    size = s3_module.DIRECT_READ_MIN_SIZE + 10
+    body = _Body(b"x" * (size - 1))
+    chunks_read = s3_module._body_chunks(body, {"ContentLength": size}, "object")
+    with pytest.raises(StorageError, match="ended after 16777225 of its 16777226 bytes"):
+        list(chunks_read)
+
+    encoded = _Body(b"gzipped")
+    assert list(
+        s3_module._body_chunks(
+            encoded, {"ContentLength": size, "ContentEncoding": "gzip"}, "object"
+        )
+    ) == [b"gzipped"]
