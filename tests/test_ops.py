@@ -19,9 +19,15 @@ def test_readyz_reports_database(client: TestClient) -> None:
 
 def test_metrics_exposes_request_counters(client: TestClient) -> None:
     client.get("/healthz")
+    client.get("/api/v3/users/nobody-here")
+    client.get("/nobody-here/nothing-here")
     response = client.get("/metrics")
     assert response.status_code == 200
     assert "och_http_requests_total" in response.text
+    # Labelled by the route's template, with the prefix it is served under.
+    assert 'route="/healthz",status="200"' in response.text
+    assert 'route="/api/v3/users/{username}",status="404"' in response.text
+    assert 'route="/{owner}/{repo}",status="404"' in response.text
 
 
 def test_request_id_is_echoed_when_sane(client: TestClient) -> None:

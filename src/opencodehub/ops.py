@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opencodehub.core.logging import bound_context, get_logger
-from opencodehub.core.routing import APIRouter
+from opencodehub.core.routing import APIRouter, route_template
 
 router = APIRouter(include_in_schema=False)
 log = get_logger("opencodehub.http")
@@ -45,10 +45,9 @@ def metrics() -> Response:
 
 
 def _route_label(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if path:
-        return path
+    template = route_template(scope)
+    if template:
+        return template
     # Unmatched or raw-ASGI paths (git transport): a coarse label keeps cardinality bounded.
     raw = scope.get("path", "")
     for marker in ("/info/refs", "/git-upload-pack", "/git-receive-pack"):

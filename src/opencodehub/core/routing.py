@@ -28,6 +28,7 @@ from fastapi.datastructures import Default
 from fastapi.responses import JSONResponse
 from fastapi.routing import (
     APIRoute,
+    _get_scope_effective_route_context,
     _get_scope_included_router,
     _IncludedRouter,
     generate_unique_id,
@@ -138,6 +139,17 @@ class APIRouter(fastapi.APIRouter):
         if self._first_segments is None or self._first_segments[0] != version:
             self._first_segments = (version, _literal_first_segments(self.routes))
         return self._first_segments[1]
+
+
+def route_template(scope: Scope) -> str | None:
+    """The path template of the route that answered (`/api/v3/repos/{owner}/{repo}`), with the
+    prefixes it was included under; None when no route matched."""
+    context = _get_scope_effective_route_context(scope)
+    template = getattr(context, "path_format", None)
+    if template:
+        return str(template)
+    path = getattr(scope.get("route"), "path", None)
+    return str(path) if path else None
 
 
 def _first_segment(path: str) -> str:
