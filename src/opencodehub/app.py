@@ -58,6 +58,9 @@ from opencodehub.web import errors as web_errors
 from opencodehub.web import views as web_views
 
 API_PREFIX = "/api/v3"
+# In a serving process, the periodic background jobs begin this long after start-up, so that
+# their first rounds do not compete with the first requests (readiness probes included).
+PERIODIC_JOBS_START_DELAY_SECONDS = 2.0
 
 
 def _is_api(request: Request) -> bool:
@@ -168,7 +171,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.session_slots = asyncio.Semaphore(REQUEST_SESSIONS)
         background: asyncio.Task[None] | None = None
         if settings.run_background_jobs:
-            context = WorkerContext(settings, database, app.state.events)
+            context = WorkerContext(
+                settings,
+                database,
+                app.state.events,
+                periodic_start_delay=PERIODIC_JOBS_START_DELAY_SECONDS,
+            )
             background = asyncio.create_task(run_jobs(context), name="background-jobs")
         try:
             yield

@@ -66,6 +66,7 @@ def fire_schedules(context: WorkerContext) -> int:
 
 @background_job("actions.scheduler")
 async def scheduler(context: WorkerContext) -> None:
+    await context.before_first_round()
     while True:
         try:
             await asyncio.to_thread(fire_schedules, context)
@@ -84,6 +85,7 @@ def reap_and_sweep(context: WorkerContext) -> tuple[int, int]:
 
 @background_job("actions.reaper")
 async def reaper(context: WorkerContext) -> None:
+    await context.before_first_round()
     while True:
         try:
             reaped, swept = await asyncio.to_thread(reap_and_sweep, context)

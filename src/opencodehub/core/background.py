@@ -39,6 +39,17 @@ class WorkerContext:
     settings: Settings
     database: Database
     events: EventBus
+    # Seconds the periodic jobs wait before their first round (sweeps, the CI scheduler and
+    # reaper, mail delivery). Event consumers subscribe at once either way, so nothing published
+    # meanwhile is missed.
+    periodic_start_delay: float = 0.0
+
+    async def before_first_round(self) -> None:
+        """A periodic job calls this before its first round: inside a serving process the
+        first rounds (a handful of queries on worker threads) would otherwise compete with
+        its first requests, and delay its readiness by 0.1-0.2 s."""
+        if self.periodic_start_delay > 0:
+            await asyncio.sleep(self.periodic_start_delay)
 
 
 BackgroundJob = Callable[[WorkerContext], Awaitable[None]]

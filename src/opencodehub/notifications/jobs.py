@@ -26,6 +26,7 @@ async def notification_email(context: WorkerContext) -> None:
     remove = service.add_email_waker(lambda: loop.call_soon_threadsafe(wake.set))
     poll = POLL_SECONDS if context.settings.smtp_host else IDLE_POLL_SECONDS
     try:
+        await context.before_first_round()
         while True:
             wake.clear()
             handled = await asyncio.to_thread(

@@ -240,6 +240,7 @@ def sweep_lfs_uploads(settings: Settings, now: datetime | None = None) -> int:
 async def lfs_upload_sweep_job(
     context: WorkerContext, interval: float = LFS_SWEEP_INTERVAL_SECONDS
 ) -> None:
+    await context.before_first_round()
     while True:
         try:
             await asyncio.to_thread(sweep_lfs_uploads, context.settings)
