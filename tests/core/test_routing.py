@@ -237,6 +237,12 @@ def test_nested_routers_and_routes_added_later_count_in_the_shortcut() -> None:
         assert client.get("/api/late").json() == {"route": "late"}
     assert outer.first_segments() == frozenset({"v2", "late"})
 
+    mounted = APIRouter()
+    mounted.mount("/static", FastAPI())
+    assert mounted.first_segments() == frozenset({"static"})
+    mounted.mount("", FastAPI())
+    assert mounted.first_segments() is None
+
 
 def test_the_app_tries_no_rest_route_for_a_repository_page(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

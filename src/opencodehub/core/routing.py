@@ -5,8 +5,8 @@ type adapters for each) in the route's constructor, which runs at import under t
 decorator. Every OpenCodeHub router is then included into the app (`app.include_router`),
 and an included route is served by an *effective context* that FastAPI builds, with an
 analysis of its own, the first time a request reaches that router. The decorator's analysis
-is never used to serve a request: it cost more than half of the app's import (about 1.5 s of
-a 3 s import on a slow machine) and its objects stayed in memory for the life of the process.
+is never used to serve a request: it was about half of the app's import (4.0-4.3 s, without it
+2.2-2.5 s, on one machine) and its objects stayed in memory for the life of the process.
 
 `DeferredAPIRoute` keeps the constructor's arguments as plain attributes (what FastAPI reads to
 build the effective context) and runs the analysis only when something reads an attribute the
@@ -34,7 +34,7 @@ from fastapi.routing import (
     generate_unique_id,
 )
 from starlette._utils import get_route_path
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
 
 # One lock for every route: analyses are rare (once per route) and short.
@@ -117,7 +117,7 @@ class APIRouter(fastapi.APIRouter):
 
     def __init__(self, *, route_class: type[APIRoute] = DeferredAPIRoute, **options: Any) -> None:
         super().__init__(route_class=route_class, **options)
-        self._first_segments: tuple[int, frozenset[str] | None] | None = None
+        self._first_segments: tuple[tuple[int, int], frozenset[str] | None] | None = None
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         included = _get_scope_included_router(scope)
@@ -135,7 +135,8 @@ class APIRouter(fastapi.APIRouter):
     def first_segments(self) -> frozenset[str] | None:
         """The literal first path segments of this router's routes, or None when one of them
         starts with a parameter (then any path may match)."""
-        version = self._get_routes_version()
+        # FastAPI counts the routes it adds; Starlette's `mount` adds one without counting.
+        version = (self._get_routes_version(), len(self.routes))
         if self._first_segments is None or self._first_segments[0] != version:
             self._first_segments = (version, _literal_first_segments(self.routes))
         return self._first_segments[1]
@@ -167,6 +168,8 @@ def _literal_first_segments(routes: list[BaseRoute]) -> frozenset[str] | None:
                 found = nested.first_segments()
             else:
                 found = _literal_first_segments(nested.routes)
+        elif isinstance(route, Mount) and not route.path.strip("/"):
+            return None  # mounted at the root: any path may reach it
         elif isinstance(getattr(route, "path", None), str):
             found = frozenset({_first_segment(route.path)})  # type: ignore[attr-defined]
         else:
