@@ -180,3 +180,20 @@ def test_a_body_shorter_than_its_content_length_is_an_error() -> None:
             encoded, {"ContentLength": size, "ContentEncoding": "gzip"}, "object"
         )
     ) == [b"gzipped"]
+
+
+def test_a_body_whose_checksum_botocore_validates_is_read_through_botocore() -> None:
+    from botocore.httpchecksum import StreamingChecksumBody
+
+    from opencodehub.storage import s3 as s3_module
+
+    class Checksummed(StreamingChecksumBody, _Body):
+        def __init__(self, data: bytes) -> None:
+            _Body.__init__(self, data)
+
+        def iter_chunks(self, chunk_size: int = 1024) -> Iterator[bytes]:
+            yield b"validated"
+
+    size = s3_module.DIRECT_READ_MIN_SIZE + 10
+    body = Checksummed(b"x" * size)
+    assert list(s3_module._body_chunks(body, {"ContentLength": size}, "object")) == [b"validated"]

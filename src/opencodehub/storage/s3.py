@@ -451,13 +451,16 @@ def _body_chunks(body: Any, response: dict[str, Any], key: str) -> Iterator[byte
     straight from the `http.client` response underneath into one reused buffer, each chunk
     copied once into the `bytes` handed on (0.4-0.5 s per GiB), and its length checked against
     Content-Length as botocore does. The connection is closed with the body rather than pooled,
-    which costs a large download nothing. Small bodies, encoded ones, or an HTTP stack laid out
-    differently take botocore's path."""
+    which costs a large download nothing. Small bodies, encoded ones, bodies whose checksum
+    botocore validates, or an HTTP stack laid out differently take botocore's path."""
+    from botocore.httpchecksum import StreamingChecksumBody
+
     length = response["ContentLength"]
     raw = getattr(getattr(body, "_raw_stream", None), "_fp", None)
     if (
         length < DIRECT_READ_MIN_SIZE
         or response.get("ContentEncoding")
+        or isinstance(body, StreamingChecksumBody)  # botocore checks a checksum as it reads
         or not callable(getattr(raw, "readinto", None))
     ):
         yield from body.iter_chunks(chunk_size=GET_CHUNK_SIZE)
