@@ -143,6 +143,34 @@ def test_byte_ranges(case: Case) -> None:
         case.storage.get("lfs/missing", (0, 3))
 
 
+def test_large_bodies_read_straight_from_the_http_response(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 and Azure read a large body from the HTTP response under their SDK
+    (`base.read_http_body`); the bytes and ranges are the same as through the SDK."""
+    import importlib
+
+    from opencodehub.storage import base
+
+    monkeypatch.setattr(base, "DIRECT_READ_MIN_SIZE", 1 * MiB)
+    direct_reads: list[int] = []
+    if case.backend in ("s3", "azure"):
+        adapter = importlib.import_module(f"opencodehub.storage.{case.backend}")
+
+        def counted(raw: object, length: int, chunk_size: int, what: str) -> Iterator[bytes]:
+            direct_reads.append(length)
+            return base.read_http_body(raw, length, chunk_size, what)
+
+        monkeypatch.setattr(adapter, "read_http_body", counted)
+    data = os.urandom(3 * MiB + 5)
+    case.storage.put("lfs/direct", io.BytesIO(data), size=len(data))
+    assert read_all(case, "lfs/direct") == data
+    assert read_all(case, "lfs/direct", (7, 2 * MiB + 6)) == data[7 : 2 * MiB + 7]
+    assert read_all(case, "lfs/direct", (3 * MiB, None)) == data[3 * MiB :]  # below the bar
+    if case.backend in ("s3", "azure"):
+        assert direct_reads == [len(data), 2 * MiB]
+
+
 # Metadata, deletion, listing -------------------------------------------------------------------
 
 

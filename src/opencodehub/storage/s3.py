@@ -46,8 +46,10 @@ from opencodehub.storage.base import (
     check_method,
     drain_then,
     exact_length,
+    http_body_reader,
     iter_blocks,
     iter_source,
+    read_http_body,
     resolve_range,
     upload_blocks_concurrently,
     validate_key,
@@ -58,9 +60,6 @@ from opencodehub.storage.base import (
 # than at 1 MiB (fewer trips through urllib3 and between threads), which is its throughput when
 # the cores are shared with the store and the client.
 GET_CHUNK_SIZE = 4 * READ_CHUNK_SIZE
-# Bodies at least this large are read straight from the HTTP response into one reused buffer
-# (`_body_chunks`); smaller ones through botocore, which hands their connection back to the pool.
-DIRECT_READ_MIN_SIZE = 16 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
 MAX_SINGLE_PUT_SIZE = 5 * 1024 * 1024 * 1024  # S3's limit for one PutObject
@@ -443,38 +442,18 @@ def _choose_put_signer(signature_version: str, **_: Any) -> str | None:
 
 
 def _body_chunks(body: Any, response: dict[str, Any], key: str) -> Iterator[bytes]:
-    """A GetObject body in chunks of up to `GET_CHUNK_SIZE` bytes.
-
-    botocore's `iter_chunks` goes through urllib3's read, which gathers each chunk from pieces
-    and copies it twice more on the way: for a 1 GiB proxied download that was 0.7-0.8 s of the
-    app's CPU, on cores it shares with the store and the client. A large body is read instead
-    straight from the `http.client` response underneath into one reused buffer, each chunk
-    copied once into the `bytes` handed on (0.4-0.5 s per GiB), and its length checked against
-    Content-Length as botocore does. The connection is closed with the body rather than pooled,
-    which costs a large download nothing. Small bodies, encoded ones, bodies whose checksum
-    botocore validates, or an HTTP stack laid out differently take botocore's path."""
+    """A GetObject body in chunks of up to `GET_CHUNK_SIZE` bytes: a large one straight from
+    the HTTP response (`read_http_body`), its length checked against Content-Length as
+    botocore does; others, and those whose checksum botocore validates, through botocore."""
     from botocore.httpchecksum import StreamingChecksumBody
 
     length = response["ContentLength"]
-    raw = getattr(getattr(body, "_raw_stream", None), "_fp", None)
-    if (
-        length < DIRECT_READ_MIN_SIZE
-        or response.get("ContentEncoding")
-        or isinstance(body, StreamingChecksumBody)  # botocore checks a checksum as it reads
-        or not callable(getattr(raw, "readinto", None))
-    ):
+    headers = {"Content-Encoding": response.get("ContentEncoding") or ""}
+    raw = http_body_reader(getattr(body, "_raw_stream", None), length, headers)
+    if raw is None or isinstance(body, StreamingChecksumBody):
         yield from body.iter_chunks(chunk_size=GET_CHUNK_SIZE)
         return
-    view = memoryview(bytearray(GET_CHUNK_SIZE))
-    remaining = length
-    while remaining:
-        count = raw.readinto(view[: min(remaining, GET_CHUNK_SIZE)])
-        if not count:
-            raise StorageError(
-                f"s3: {key!r} ended after {length - remaining} of its {length} bytes"
-            )
-        remaining -= count
-        yield bytes(view[:count])
+    yield from read_http_body(raw, length, GET_CHUNK_SIZE, f"s3: {key!r}")
 
 
 def _error_code(exc: Exception) -> str:
