@@ -36,10 +36,8 @@ from opencodehub.storage.base import (
     check_method,
     drain_then,
     exact_length,
-    http_body_reader,
     iter_byte_blocks,
     iter_source,
-    read_http_body,
     resolve_range,
     upload_blocks_concurrently,
     validate_key,
@@ -251,14 +249,6 @@ class AzureBlobStorage(StorageAdapter):
             content_type=headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
             modified=headers.get("Last-Modified"),
         )
-        # A large body is read straight from the HTTP response, as for S3 (`read_http_body`).
-        body_length = int(response.headers["Content-Length"])
-        raw = http_body_reader(
-            getattr(response.internal_response, "raw", None), body_length, response.headers
-        )
-        if raw is not None:
-            # In the SDK's block size: larger reads cost no less CPU here, and hold more.
-            body = read_http_body(raw, body_length, READ_CHUNK_SIZE, f"azure: {key!r}")
         return ObjectStream(
             _translate_errors(body, self, key),
             info,
